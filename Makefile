@@ -1,0 +1,110 @@
+# kvstore build: `make` builds bin/, `make test` runs every suite, `make demo`
+# runs the tour.  Objects go to build/; a change of flags rebuilds everything.
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+SANITIZE ?=
+VERSION  := 0.1.0
+
+PKGS     := libzmq libsodium msgpack jansson
+# Warnings and language level come after the user's CFLAGS so they cannot be
+# dropped by overriding CFLAGS.
+WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
+ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" \
+	$(WARN) -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
+ALL_LDFLAGS = $(LDFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE))
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+PROGRAMS := kvnode kvquery
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=build/%.o)
+NODE_SRC := $(filter-out cmd/kvnode/main.c,$(wildcard cmd/kvnode/*.c))
+NODE_OBJ := $(NODE_SRC:%.c=build/%.o)
+QUERY_SRC := $(filter-out cmd/kvquery/main.c,$(wildcard cmd/kvquery/*.c))
+QUERY_OBJ := $(QUERY_SRC:%.c=build/%.o)
+MANPAGES := $(wildcard man/*.[1-9])
+TOOLS    := bin/kvselftest build/tests/kvgarbage
+
+all: $(addprefix bin/,$(PROGRAMS))
+
+# Rebuild everything when the compiler flags change (e.g. SANITIZE=...).
+FLAGSTAMP := build/.flags
+$(shell mkdir -p build; echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $(FLAGSTAMP) || \
+	echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $(FLAGSTAMP))
+
+build/%.o: %.c $(FLAGSTAMP)
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+build/libkv.a: $(COMMON_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+bin/kvnode: build/cmd/kvnode/main.o $(NODE_OBJ) build/libkv.a
+	@mkdir -p bin
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+bin/kvquery: build/cmd/kvquery/main.o $(QUERY_OBJ) build/libkv.a
+	@mkdir -p bin
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+bin/kvselftest: build/tests/unit/selftest.o $(NODE_OBJ) $(QUERY_OBJ) build/libkv.a
+	@mkdir -p bin
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+build/tests/kvgarbage: build/tests/tools/kvgarbage.o build/libkv.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# Debian packages the build, tests and demo need; installs only what is missing.
+DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev \
+	libmsgpack-dev libjansson-dev bats bats-support bats-assert mandoc
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$(echo ' '$$missing)"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+test: deps
+	$(MAKE) all $(TOOLS)
+	tests/run
+
+demo: deps
+	$(MAKE) all
+	examples/demo.sh
+
+# libFuzzer target for the request decoder; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p build/fuzz/corpus
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" -Icommon \
+		-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS)) \
+		-o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) $(NODE_SRC) $(LIBS)
+	build/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		build/fuzz/corpus tests/fuzz/seeds
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	install -m 755 $(addprefix bin/,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(filter %.1,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(filter %.7,$(MANPAGES)) $(DESTDIR)$(MANDIR)/man7/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(filter %.1,$(MANPAGES))))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(filter %.7,$(MANPAGES))))
+
+clean:
+	rm -rf build bin
+
+.PHONY: all deps test demo fuzz install uninstall clean

@@ -1,0 +1,208 @@
+/* config: parse --ns specifications and kvnode configuration files. */
+#include "config.h"
+#include "kv_util.h"
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void config_init(node_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen, sizeof cfg->listen, "%s", KVNODE_DEFAULT_ENDPOINT);
+}
+
+void config_ns_defaults(kv_ns_config_t *ns, const char *name)
+{
+    memset(ns, 0, sizeof *ns);
+    snprintf(ns->name, sizeof ns->name, "%s", name);
+    ns->default_ttl = 0;
+    ns->max_record_size = 1 << 20;
+    ns->memory_limit = 4ull << 30;
+    ns->max_bins = 256;
+}
+
+static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why, size_t whylen)
+{
+    uint64_t u;
+    int64_t i;
+    if (strcmp(key, "default-ttl") == 0) {
+        if (kv_parse_duration(val, &i) != 0 || i > KV_TTL_MAX) {
+            snprintf(why, whylen, "default-ttl '%s' is not a duration up to 10 years (e.g. 0, 3600, 1h, 30d)", val);
+            return -1;
+        }
+        ns->default_ttl = i;
+    } else if (strcmp(key, "max-record-size") == 0) {
+        if (kv_parse_size(val, &u) != 0 || u < 64 || u > (8u << 20)) {
+            snprintf(why, whylen, "max-record-size '%s' must be a size from 64 to 8M", val);
+            return -1;
+        }
+        ns->max_record_size = u;
+    } else if (strcmp(key, "memory") == 0) {
+        if (kv_parse_size(val, &u) != 0 || u < (1u << 20)) {
+            snprintf(why, whylen, "memory '%s' must be a size of at least 1M (e.g. 512M, 4G)", val);
+            return -1;
+        }
+        ns->memory_limit = u;
+    } else if (strcmp(key, "max-bins") == 0) {
+        if (kv_parse_int(val, 1, 32767, &i) != 0) {
+            snprintf(why, whylen, "max-bins '%s' must be an integer from 1 to 32767", val);
+            return -1;
+        }
+        ns->max_bins = (uint32_t) i;
+    } else {
+        snprintf(why, whylen, "unknown namespace key '%s' (keys: default-ttl, max-record-size, memory, max-bins)",
+                 key);
+        return -1;
+    }
+    return 0;
+}
+
+static bool s_valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > KV_NS_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!(c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
+int config_add_ns(node_config_t *cfg, const char *spec, char *why, size_t whylen)
+{
+    char *copy = strdup(spec), *save = NULL;
+    char *name = strtok_r(copy, ",", &save);
+    int rc = -1;
+    if (!name || !s_valid_name(name)) {
+        snprintf(why, whylen, "namespace name '%s' must be 1 to %d letters, digits, '-' or '_'",
+                 name ? name : "", KV_NS_MAX);
+        goto done;
+    }
+    for (int i = 0; i < cfg->n_ns; i++)
+        if (strcmp(cfg->ns[i].name, name) == 0) {
+            snprintf(why, whylen, "namespace '%s' is defined twice", name);
+            goto done;
+        }
+    if (cfg->n_ns >= KV_MAX_NS) {
+        snprintf(why, whylen, "too many namespaces (limit %d)", KV_MAX_NS);
+        goto done;
+    }
+    kv_ns_config_t ns;
+    config_ns_defaults(&ns, name);
+    for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            snprintf(why, whylen, "namespace '%s': '%s' is not key=value", name, kv);
+            goto done;
+        }
+        *eq = '\0';
+        char inner[400];
+        if (s_set(&ns, kv, eq + 1, inner, sizeof inner) != 0) {
+            snprintf(why, whylen, "namespace '%s': %s", name, inner);
+            goto done;
+        }
+    }
+    cfg->ns[cfg->n_ns++] = ns;
+    rc = 0;
+done:
+    free(copy);
+    return rc;
+}
+
+int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], inner[512];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(why, whylen, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
+            rc = -1;
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *key = strtok(line, " \t\r\n");
+        if (!key)
+            continue;
+        char *val = strtok(NULL, " \t\r\n");
+        char *extra = val ? strtok(NULL, " \t\r\n") : NULL;
+        if (!val || extra) {
+            snprintf(why, whylen, "%s:%d: expected '%s VALUE'", path, lineno, key);
+            rc = -1;
+        } else if (strcmp(key, "listen") == 0) {
+            if (strlen(val) >= sizeof cfg->listen) {
+                snprintf(why, whylen, "%s:%d: endpoint too long", path, lineno);
+                rc = -1;
+            } else
+                snprintf(cfg->listen, sizeof cfg->listen, "%s", val);
+        } else if (strcmp(key, "ns") == 0) {
+            if (config_add_ns(cfg, val, inner, sizeof inner) != 0) {
+                snprintf(why, whylen, "%s:%d: %s", path, lineno, inner);
+                rc = -1;
+            }
+        } else {
+            snprintf(why, whylen, "%s:%d: unknown option '%s' (options: listen, ns)", path, lineno, key);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
+void config_test(bool verbose)
+{
+    (void) verbose;
+    node_config_t cfg;
+    char why[512];
+    config_init(&cfg);
+    assert(strcmp(cfg.listen, KVNODE_DEFAULT_ENDPOINT) == 0);
+    assert(config_add_ns(&cfg, "test", why, sizeof why) == 0);
+    assert(cfg.ns[0].max_record_size == 1 << 20 && cfg.ns[0].default_ttl == 0);
+    assert(config_add_ns(&cfg, "cache,default-ttl=1h,memory=64M,max-record-size=128K,max-bins=10", why,
+                         sizeof why) == 0);
+    assert(cfg.ns[1].default_ttl == 3600 && cfg.ns[1].memory_limit == 64 << 20);
+    assert(cfg.ns[1].max_record_size == 128 << 10 && cfg.ns[1].max_bins == 10);
+    assert(config_add_ns(&cfg, "test", why, sizeof why) == -1 && strstr(why, "twice"));
+    assert(config_add_ns(&cfg, "x,colour=red", why, sizeof why) == -1 && strstr(why, "unknown namespace key"));
+    assert(config_add_ns(&cfg, "x,max-record-size=9M", why, sizeof why) == -1 && strstr(why, "8M"));
+    assert(config_add_ns(&cfg, "x,memory", why, sizeof why) == -1 && strstr(why, "key=value"));
+    assert(config_add_ns(&cfg, "bad name", why, sizeof why) == -1);
+    assert(config_add_ns(&cfg, "", why, sizeof why) == -1);
+    /* file: a good one, then errors name the file and line */
+    char path[] = "/tmp/kvnode-config-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("# test\nlisten tcp://127.0.0.1:9999\n\nns a,memory=2M  # comment\n", f);
+    fclose(f);
+    config_init(&cfg);
+    assert(config_load(&cfg, path, why, sizeof why) == 0);
+    assert(strcmp(cfg.listen, "tcp://127.0.0.1:9999") == 0 && cfg.n_ns == 1 && cfg.ns[0].memory_limit == 2 << 20);
+    f = fopen(path, "w");
+    fputs("listen tcp://127.0.0.1:1\nns b,ttl=5\n", f);
+    fclose(f);
+    config_init(&cfg);
+    assert(config_load(&cfg, path, why, sizeof why) == -1 && strstr(why, ":2: namespace 'b': unknown"));
+    f = fopen(path, "w");
+    fputs("colour red\n", f);
+    fclose(f);
+    assert(config_load(&cfg, path, why, sizeof why) == -1 && strstr(why, ":1: unknown option 'colour'"));
+    unlink(path);
+    assert(config_load(&cfg, path, why, sizeof why) == -1 && strstr(why, "cannot open"));
+}

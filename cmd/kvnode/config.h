@@ -1,0 +1,30 @@
+/* config: kvnode's namespace specifications and configuration file.
+ *
+ * A namespace is "NAME[,key=value...]" on the command line (--ns) and
+ * "ns NAME[,key=value...]" in a file; the keys are the same.  A file has
+ * one option per line, named like the long option without its dashes
+ * ("listen ENDPOINT", "ns SPEC"); '#' starts a comment. */
+#ifndef KVNODE_CONFIG_H
+#define KVNODE_CONFIG_H
+
+#include "server.h"
+#include "store.h"
+
+typedef struct {
+    char listen[256];
+    kv_ns_config_t ns[KV_MAX_NS];
+    int n_ns;
+} node_config_t;
+
+#define KVNODE_DEFAULT_ENDPOINT "tcp://127.0.0.1:7700"
+
+void config_init(node_config_t *cfg);
+void config_ns_defaults(kv_ns_config_t *ns, const char *name);
+/* Add a namespace from "NAME[,key=value...]".  0, or -1 with a reason. */
+int config_add_ns(node_config_t *cfg, const char *spec, char *why, size_t whylen);
+/* Read a configuration file.  0, or -1 with "FILE:LINE: reason". */
+int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen);
+
+void config_test(bool verbose);
+
+#endif

@@ -1,0 +1,130 @@
+/* kvnode: the kvstore storage node (see kvnode(1)). */
+#include "config.h"
+#include "kv_util.h"
+#include "server.h"
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile int s_stop = 0;
+
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: kvnode [-hV] [-c file] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]\n");
+}
+
+static void help(void)
+{
+    usage(stdout);
+    printf("\n"
+           "  -l, --listen ENDPOINT   ZeroMQ endpoint to serve (default %s)\n"
+           "      --ns SPEC           serve namespace NAME[,key=value...]; repeatable\n"
+           "                          keys: default-ttl, max-record-size, memory, max-bins\n"
+           "  -c, --config FILE       read options from FILE (lines: listen ENDPOINT, ns SPEC)\n"
+           "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
+           "  -h, --help              show this help\n"
+           "  -V, --version           show the version\n"
+           "With no namespace given, kvnode serves one in-memory namespace 'test'.\n"
+           "See kvnode(1).\n",
+           KVNODE_DEFAULT_ENDPOINT);
+}
+
+static void s_write_ready(const char *path, const char *endpoint)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%s\n", endpoint) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+        kv_die(1, "cannot write ready file %s", path);
+}
+
+int main(int argc, char **argv)
+{
+    kv_progname = "kvnode";
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"ns", required_argument, NULL, 'n'},
+        {"config", required_argument, NULL, 'c'},
+        {"ready-file", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *listen = NULL, *config = NULL, *ready = NULL;
+    const char **specs = calloc((size_t) argc, sizeof *specs);
+    int nspecs = 0, c;
+    while ((c = getopt_long(argc, argv, "hVl:c:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 'n': specs[nspecs++] = optarg; break;
+        case 'c': config = optarg; break;
+        case 'r': ready = optarg; break;
+        case 'h': help(); return 0;
+        case 'V': printf("kvnode %s\n", KV_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        kv_warn("unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    node_config_t cfg;
+    char why[1024];
+    config_init(&cfg);
+    if (config && config_load(&cfg, config, why, sizeof why) != 0)
+        kv_die(2, "%s", why);
+    for (int i = 0; i < nspecs; i++)
+        if (config_add_ns(&cfg, specs[i], why, sizeof why) != 0)
+            kv_die(2, "--ns %s: %s", specs[i], why);
+    free(specs);
+    if (listen)
+        snprintf(cfg.listen, sizeof cfg.listen, "%s", listen);
+    if (cfg.n_ns == 0) {
+        config_ns_defaults(&cfg.ns[0], "test");
+        cfg.n_ns = 1;
+    }
+    if (sodium_init() < 0)
+        kv_die(1, "cannot initialise libsodium");
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal; /* no SA_RESTART: poll returns EINTR */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    server_t *srv = server_new(cfg.ns, cfg.n_ns);
+    if (!srv)
+        kv_die(1, "out of memory");
+    if (server_bind(srv, cfg.listen, why, sizeof why) != 0) {
+        server_destroy(&srv);
+        kv_die(1, "%s", why);
+    }
+    char names[KV_MAX_NS * (KV_NS_MAX + 2)] = "";
+    for (int i = 0; i < cfg.n_ns; i++) {
+        strcat(names, i ? "," : "");
+        strcat(names, cfg.ns[i].name);
+    }
+    if (ready)
+        s_write_ready(ready, server_endpoint(srv));
+    printf("kvnode: ready on %s (node %016llx, namespaces: %s)\n", server_endpoint(srv),
+           (unsigned long long) server_node_id(srv), names);
+    fflush(stdout);
+    server_run(srv, &s_stop);
+    fprintf(stderr, "kvnode: shutting down\n");
+    server_destroy(&srv);
+    if (ready)
+        unlink(ready);
+    return 0;
+}

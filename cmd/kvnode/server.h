@@ -1,0 +1,36 @@
+/* server: kvnode's request loop and its table of operations.
+ *
+ * One thread owns the ROUTER socket and the store.  Each wake-up drains
+ * every message that is ready, so a burst of pipelined requests costs one
+ * poll.  server_handle() executes one decoded request and is also the
+ * entry point of the fuzz target. */
+#ifndef KVNODE_SERVER_H
+#define KVNODE_SERVER_H
+
+#include "store.h"
+#include <msgpack.h>
+
+#define KV_MAX_NS 32
+
+typedef struct server server_t;
+
+/* Takes copies of the namespace configurations. */
+server_t *server_new(const kv_ns_config_t *cfgs, int n);
+void server_destroy(server_t **self_p);
+/* Bind the ROUTER socket; the actual endpoint (port chosen for '*') is
+ * returned by server_endpoint.  0, or -1 with a reason in why. */
+int server_bind(server_t *self, const char *endpoint, char *why, size_t whylen);
+const char *server_endpoint(const server_t *self);
+uint64_t server_node_id(const server_t *self);
+/* Serve until *stop becomes true (set from a signal handler). */
+void server_run(server_t *self, volatile int *stop);
+
+/* Execute one request.  hdr is the raw header frame, body the raw body
+ * frame.  Fills *reply_hdr and the reply body (server_reply_body). */
+void server_handle(server_t *self, const uint8_t *hdr, size_t hlen, const uint8_t *body, size_t blen,
+                   kv_hdr_t *reply_hdr);
+const uint8_t *server_reply_body(const server_t *self, size_t *len);
+
+void server_test(bool verbose);
+
+#endif

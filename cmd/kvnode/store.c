@@ -1,0 +1,280 @@
+/* store: in-memory namespaces of records in per-partition hash tables. */
+#include "store.h"
+#include "kv_digest.h"
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t store_rec_cost(uint32_t data_len)
+{
+    /* record header and data, allocator rounding, and the index slot at
+     * its maximum load factor */
+    return ((sizeof(kv_rec_t) + data_len + 15) & ~15ull) + 2 * sizeof(kv_rec_t *);
+}
+
+kv_ns_t *store_ns_new(const kv_ns_config_t *cfg)
+{
+    kv_ns_t *ns = calloc(1, sizeof *ns);
+    if (ns)
+        ns->cfg = *cfg;
+    return ns;
+}
+
+void store_ns_destroy(kv_ns_t **ns_p)
+{
+    kv_ns_t *ns = *ns_p;
+    if (!ns)
+        return;
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        for (uint32_t i = 0; i < ns->parts[p].cap; i++)
+            free(ns->parts[p].slots[i]);
+        free(ns->parts[p].slots);
+    }
+    free(ns);
+    *ns_p = NULL;
+}
+
+kv_rec_t *store_rec_alloc(uint32_t data_len)
+{
+    return calloc(1, sizeof(kv_rec_t) + data_len);
+}
+
+/* Digests are uniform: bytes 4..11 make a good hash (0..1 pick the partition). */
+static inline uint32_t s_hash(const uint8_t *d)
+{
+    uint64_t h;
+    memcpy(&h, d + 4, 8);
+    return (uint32_t) (h ^ (h >> 32));
+}
+
+/* Slot holding digest, or the empty slot where it would go. */
+static uint32_t s_find(const kv_part_t *p, const uint8_t *d)
+{
+    uint32_t mask = p->cap - 1, i = s_hash(d) & mask;
+    while (p->slots[i] && memcmp(p->slots[i]->digest, d, KV_DIGEST_SIZE) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static int s_grow(kv_part_t *p)
+{
+    uint32_t ncap = p->cap ? p->cap * 2 : 8;
+    kv_rec_t **old = p->slots;
+    uint32_t ocap = p->cap;
+    p->slots = calloc(ncap, sizeof *p->slots);
+    if (!p->slots) {
+        p->slots = old;
+        return -1;
+    }
+    p->cap = ncap;
+    for (uint32_t i = 0; i < ocap; i++)
+        if (old[i])
+            p->slots[s_find(p, old[i]->digest)] = old[i];
+    free(old);
+    return 0;
+}
+
+static inline kv_part_t *s_part(kv_ns_t *ns, const uint8_t *d)
+{
+    return &ns->parts[kv_partition(d)];
+}
+
+/* Remove the record in slot i, closing the gap (backward-shift deletion). */
+static void s_delete_slot(kv_ns_t *ns, kv_part_t *p, uint32_t i)
+{
+    kv_rec_t *r = p->slots[i];
+    ns->memory_used -= store_rec_cost(rec_data_len(r));
+    ns->records--;
+    p->count--;
+    free(r);
+    uint32_t mask = p->cap - 1, j = i;
+    p->slots[i] = NULL;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!p->slots[j])
+            break;
+        uint32_t home = s_hash(p->slots[j]->digest) & mask;
+        /* move j back to i if its home is not in (i, j] cyclically */
+        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+            p->slots[i] = p->slots[j];
+            p->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static inline bool s_expired(const kv_rec_t *r, uint32_t now)
+{
+    return r->void_time != 0 && r->void_time <= now;
+}
+
+kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
+{
+    kv_part_t *p = s_part(ns, digest);
+    if (!p->cap)
+        return NULL;
+    uint32_t i = s_find(p, digest);
+    kv_rec_t *r = p->slots[i];
+    if (r && s_expired(r, now)) {
+        s_delete_slot(ns, p, i);
+        ns->expired++;
+        return NULL;
+    }
+    return r;
+}
+
+int store_put(kv_ns_t *ns, kv_rec_t *rec)
+{
+    kv_part_t *p = s_part(ns, rec->digest);
+    if ((p->count + 1) * 4 > p->cap * 3 && s_grow(p) != 0)
+        return -1;
+    uint32_t i = s_find(p, rec->digest);
+    if (p->slots[i]) {
+        ns->memory_used -= store_rec_cost(rec_data_len(p->slots[i]));
+        free(p->slots[i]);
+    } else {
+        p->count++;
+        ns->records++;
+    }
+    p->slots[i] = rec;
+    ns->memory_used += store_rec_cost(rec_data_len(rec));
+    return 0;
+}
+
+bool store_remove(kv_ns_t *ns, const uint8_t *digest)
+{
+    kv_part_t *p = s_part(ns, digest);
+    if (!p->cap)
+        return false;
+    uint32_t i = s_find(p, digest);
+    if (!p->slots[i])
+        return false;
+    s_delete_slot(ns, p, i);
+    return true;
+}
+
+static int s_cmp_rec(const void *a, const void *b)
+{
+    return memcmp((*(kv_rec_t *const *) a)->digest, (*(kv_rec_t *const *) b)->digest, KV_DIGEST_SIZE);
+}
+
+uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now,
+                              kv_rec_t **out, uint32_t max)
+{
+    kv_part_t *p = &ns->parts[pid];
+    if (!p->count || !max)
+        return 0;
+    kv_rec_t **all = malloc(p->count * sizeof *all);
+    if (!all)
+        return 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->cap; i++) {
+        kv_rec_t *r = p->slots[i];
+        if (r && !s_expired(r, now) && (!after || memcmp(r->digest, after, KV_DIGEST_SIZE) > 0))
+            all[n++] = r;
+    }
+    qsort(all, n, sizeof *all, s_cmp_rec);
+    if (n > max)
+        n = max;
+    memcpy(out, all, n * sizeof *all);
+    free(all);
+    return n;
+}
+
+uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts)
+{
+    uint32_t reclaimed = 0;
+    for (uint32_t k = 0; k < parts; k++) {
+        kv_part_t *p = &ns->parts[ns->sweep_pid];
+        ns->sweep_pid = (ns->sweep_pid + 1) % KV_PARTITIONS;
+        for (uint32_t i = 0; i < p->cap;) {
+            if (p->slots[i] && s_expired(p->slots[i], now)) {
+                s_delete_slot(ns, p, i); /* slot i may now hold a shifted record */
+                reclaimed++;
+            } else
+                i++;
+        }
+    }
+    ns->expired += reclaimed;
+    return reclaimed;
+}
+
+static kv_rec_t *s_make(int i, uint32_t void_time)
+{
+    kv_key_t k = {.type = KV_KEY_INT, .i = i};
+    kv_rec_t *r = store_rec_alloc(4);
+    kv_digest("s", 1, &k, r->digest);
+    r->set_len = 1;
+    r->data[0] = 's';
+    r->bins_len = 3;
+    r->void_time = void_time;
+    r->gen = 1;
+    return r;
+}
+
+void store_test(bool verbose)
+{
+    (void) verbose;
+    kv_ns_config_t cfg = {.name = "t", .max_record_size = 1 << 20, .memory_limit = 1 << 30, .max_bins = 16};
+    kv_ns_t *ns = store_ns_new(&cfg);
+    assert(ns);
+    const int N = 20000;
+    for (int i = 0; i < N; i++)
+        assert(store_put(ns, s_make(i, i % 2 ? 100 : 0)) == 0);
+    assert(ns->records == (uint64_t) N);
+    uint64_t mem = ns->memory_used;
+    assert(mem >= (uint64_t) N * (sizeof(kv_rec_t) + 4));
+    /* replacing keeps the count and the accounting */
+    kv_rec_t *r = s_make(8, 0);
+    uint8_t d8[KV_DIGEST_SIZE];
+    memcpy(d8, r->digest, sizeof d8);
+    assert(store_put(ns, r) == 0 && ns->records == (uint64_t) N && ns->memory_used == mem);
+    assert(store_get(ns, d8, 50) == r);
+    /* every record is found, and a missing one is not */
+    for (int i = 0; i < N; i++) {
+        kv_rec_t *m = s_make(i, 0);
+        assert(store_get(ns, m->digest, 50) != NULL);
+        free(m);
+    }
+    kv_rec_t *missing = s_make(N + 1, 0);
+    assert(store_get(ns, missing->digest, 50) == NULL);
+    assert(!store_remove(ns, missing->digest));
+    free(missing);
+    /* scan of every partition sees each live record exactly once, in order */
+    kv_rec_t **buf = malloc(N * sizeof *buf);
+    uint64_t seen = 0;
+    for (uint32_t p = 0; p < KV_PARTITIONS; p++) {
+        uint8_t after[KV_DIGEST_SIZE];
+        bool have = false;
+        uint32_t n;
+        while ((n = store_scan_partition(ns, p, have ? after : NULL, 50, buf, 2)) > 0) {
+            assert(kv_partition(buf[0]->digest) == p);
+            if (n == 2)
+                assert(memcmp(buf[0]->digest, buf[1]->digest, KV_DIGEST_SIZE) < 0);
+            memcpy(after, buf[n - 1]->digest, KV_DIGEST_SIZE);
+            have = true;
+            seen += n;
+        }
+    }
+    assert(seen == (uint64_t) N);
+    /* at time 100 the odd records are expired: invisible to scans, then swept */
+    seen = 0;
+    for (uint32_t p = 0; p < KV_PARTITIONS; p++)
+        seen += store_scan_partition(ns, p, NULL, 100, buf, N);
+    assert(seen == (uint64_t) N / 2);
+    uint32_t swept = 0;
+    for (int k = 0; k < 4; k++)
+        swept += store_sweep(ns, 100, KV_PARTITIONS / 4);
+    assert(swept == (uint32_t) N / 2 && ns->records == (uint64_t) N / 2);
+    /* after backward-shift deletions every even record is still reachable */
+    for (int i = 0; i < N; i += 2) {
+        kv_rec_t *m = s_make(i, 0);
+        assert(store_get(ns, m->digest, 100) != NULL);
+        assert(store_remove(ns, m->digest));
+        free(m);
+    }
+    assert(ns->records == 0 && ns->memory_used == 0);
+    free(buf);
+    store_ns_destroy(&ns);
+    assert(ns == NULL);
+}

@@ -1,0 +1,143 @@
+/* output: print records and objects as JSON Lines, a table, or raw values. */
+#include "kvquery.h"
+#include "kv_json.h"
+#include "kv_mp.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* value of key in map as JSON, or NULL */
+static json_t *s_get_json(const uint8_t *map, size_t len, const char *key)
+{
+    kv_mp_t v;
+    if (kv_body_get(map, len, key, &v) != 0)
+        return NULL;
+    const uint8_t *start = v.p;
+    if (kv_mp_skip(&v) != 0)
+        return NULL;
+    return kv_json_from_mp(start, (size_t) (v.p - start));
+}
+
+json_t *kq_record_json(const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "ns", json_string(ns));
+    json_t *rset = s_get_json(map, len, "set");
+    json_object_set_new(o, "set", rset ? rset : json_string(set ? set : ""));
+    json_t *rkey = s_get_json(map, len, "key");
+    if (!rkey && key)
+        rkey = kq_key_json(key);
+    if (rkey)
+        json_object_set_new(o, "key", rkey);
+    else {
+        kv_mp_t v;
+        const uint8_t *d;
+        uint32_t n;
+        if (kv_body_get(map, len, "digest", &v) == 0 && kv_mp_read_bin(&v, &d, &n) == 0 && n == KV_DIGEST_SIZE) {
+            char hex[2 * KV_DIGEST_SIZE + 1];
+            kv_digest_hex(d, hex);
+            json_object_set_new(o, "digest", json_string(hex));
+        }
+    }
+    json_t *v;
+    if ((v = s_get_json(map, len, "gen")))
+        json_object_set_new(o, "gen", v);
+    if ((v = s_get_json(map, len, "ttl")))
+        json_object_set_new(o, "ttl", v);
+    if ((v = s_get_json(map, len, "bins")))
+        json_object_set_new(o, "bins", v);
+    return o;
+}
+
+static char *s_compact(const json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+}
+
+static void s_print_table_row(kq_t *q, json_t *rec)
+{
+    if (!q->header_done) {
+        printf("%-12s %-20s %5s %10s  %s\n", "SET", "KEY", "GEN", "TTL", "BINS");
+        q->header_done = true;
+    }
+    json_t *key = json_object_get(rec, "key");
+    if (!key)
+        key = json_object_get(rec, "digest");
+    char *ks = json_is_string(key) ? strdup(json_string_value(key)) : s_compact(key);
+    char *bins = s_compact(json_object_get(rec, "bins") ? json_object_get(rec, "bins") : json_object());
+    printf("%-12s %-20s %5lld %10lld  %s\n", json_string_value(json_object_get(rec, "set")), ks ? ks : "",
+           (long long) json_integer_value(json_object_get(rec, "gen")),
+           (long long) json_integer_value(json_object_get(rec, "ttl")), bins ? bins : "");
+    free(ks);
+    free(bins);
+}
+
+static void s_print_raw(json_t *rec)
+{
+    const char *name;
+    json_t *val;
+    json_object_foreach(json_object_get(rec, "bins"), name, val) {
+        if (json_is_string(val))
+            printf("%s\n", json_string_value(val));
+        else {
+            char *s = s_compact(val);
+            printf("%s\n", s);
+            free(s);
+        }
+    }
+}
+
+void kq_print_record(kq_t *q, const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len)
+{
+    json_t *rec = kq_record_json(ns, set, key, map, len);
+    if (q->format == FMT_TABLE)
+        s_print_table_row(q, rec);
+    else if (q->format == FMT_RAW)
+        s_print_raw(rec);
+    else
+        kq_print_json(q, rec);
+    json_decref(rec);
+}
+
+static void s_flatten(const char *prefix, json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *c;
+        json_object_foreach(v, k, c) {
+            char path[512];
+            snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", k);
+            s_flatten(path, c);
+        }
+    } else if (json_is_array(v) && json_array_size(v) && json_is_object(json_array_get(v, 0))) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c) {
+            json_t *name = json_object_get(c, "name");
+            char path[512];
+            if (json_is_string(name))
+                snprintf(path, sizeof path, "%s.%s", prefix, json_string_value(name));
+            else
+                snprintf(path, sizeof path, "%s.%zu", prefix, i);
+            s_flatten(path, c);
+        }
+    } else {
+        char *s = json_is_string(v) ? strdup(json_string_value(v)) : s_compact(v);
+        printf("%-40s %s\n", prefix, s);
+        free(s);
+    }
+}
+
+void kq_print_json(kq_t *q, json_t *obj)
+{
+    if (q->format == FMT_TABLE) {
+        s_flatten("", obj);
+        return;
+    }
+    char *s = s_compact(obj);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+    }
+    free(s);
+}

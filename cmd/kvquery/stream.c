@@ -1,0 +1,481 @@
+/* stream: kvquery commands that move many records (batch, scan, export,
+ * import), each keeping several requests in flight. */
+#include "kvquery.h"
+#include "kv_err.h"
+#include "kv_json.h"
+#include "kv_mp.h"
+#include "kv_util.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH_CHUNK 1000
+#define SCAN_STREAMS 4
+#define SCAN_PAGE 1000
+
+static bool s_progress_tty(void)
+{
+    return isatty(STDERR_FILENO);
+}
+
+/* ---- batch ------------------------------------------------------------ */
+
+static char *s_chomp(char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
+}
+
+int kq_cmd_batch(kq_t *q, int argc, char **argv)
+{
+    const char *ns = argv[0], *set = argv[1];
+    char **keys = argv + 2;
+    int nkeys = argc - 2;
+    char **owned = NULL;
+    if (nkeys == 0) { /* keys from stdin, one a line */
+        size_t cap = 0, n = 0;
+        char *line = NULL;
+        size_t lcap = 0;
+        while (getline(&line, &lcap, stdin) >= 0) {
+            s_chomp(line);
+            if (!*line)
+                continue;
+            if (n == cap)
+                owned = realloc(owned, (cap = cap ? 2 * cap : 1024) * sizeof *owned);
+            owned[n++] = strdup(line);
+        }
+        free(line);
+        keys = owned;
+        nkeys = (int) n;
+    }
+    int rc = EXIT_OK;
+    kv_key_t *kk = calloc((size_t) nkeys + 1, sizeof *kk);
+    char why[512];
+    for (int i = 0; i < nkeys; i++)
+        if (kq_parse_key(q, keys[i], &kk[i], why, sizeof why) != 0) {
+            kv_warn("batch %s/%s: %s", ns, set, why);
+            rc = EXIT_ERROR;
+            goto done;
+        }
+    if ((rc = kq_connect(q)) != EXIT_OK)
+        goto done;
+    for (int start = 0; start < nkeys;) {
+        int n = nkeys - start < BATCH_CHUNK ? nkeys - start : BATCH_CHUNK;
+        kv_req_t req;
+        kv_req_init(&req, KV_OP_BATCH);
+        kv_req_str(&req, "ns", ns, strlen(ns));
+        msgpack_packer *pk = kv_req_field(&req, "keys");
+        msgpack_pack_array(pk, (uint32_t) n);
+        for (int i = 0; i < n; i++) {
+            uint8_t d[KV_DIGEST_SIZE];
+            if (kv_digest(set, strlen(set), &kk[start + i], d) != 0) {
+                kv_warn("batch %s/%s: set name too long", ns, set);
+                kv_req_destroy(&req);
+                rc = EXIT_ERROR;
+                goto done;
+            }
+            msgpack_pack_bin(pk, KV_DIGEST_SIZE);
+            msgpack_pack_bin_body(pk, d, KV_DIGEST_SIZE);
+        }
+        kv_reply_t rep;
+        char what[256];
+        snprintf(what, sizeof what, "batch %s/%s", ns, set);
+        if (kv_client_call(q->client, &req, &rep, q->timeout_ms) != 0) {
+            kv_warn("%s: %s", what, kv_client_error(q->client));
+            kv_req_destroy(&req);
+            rc = EXIT_ERROR;
+            goto done;
+        }
+        kv_req_destroy(&req);
+        if (rep.hdr.status != KV_OK) {
+            rc = kq_report(what, &rep);
+            kv_reply_close(&rep);
+            goto done;
+        }
+        kv_mp_t v;
+        int64_t ndone = 0;
+        uint32_t count;
+        const uint8_t *body = kv_reply_data(&rep);
+        size_t blen = kv_reply_size(&rep);
+        if (kv_body_get(body, blen, "done", &v) != 0 || kv_mp_read_int(&v, &ndone) != 0 || ndone < 1 || ndone > n
+            || kv_body_get(body, blen, "records", &v) != 0 || kv_mp_read_array(&v, &count) != 0
+            || count != (uint32_t) ndone) {
+            kv_warn("%s: malformed reply from %s", what, q->endpoint);
+            kv_reply_close(&rep);
+            rc = EXIT_ERROR;
+            goto done;
+        }
+        for (uint32_t i = 0; i < count; i++) {
+            const uint8_t *rs = v.p;
+            kv_mp_skip(&v);
+            size_t rl = (size_t) (v.p - rs);
+            kv_mp_t st;
+            int64_t status = KV_ERR_SERVER;
+            if (kv_body_get(rs, rl, "status", &st) == 0)
+                kv_mp_read_int(&st, &status);
+            if (status == KV_OK)
+                kq_print_record(q, ns, set, &kk[start + (int) i], rs, rl);
+            else {
+                kv_warn("batch %s/%s/%s: %s", ns, set, keys[start + (int) i], kv_err_name((int) status));
+                if (rc == EXIT_OK)
+                    rc = kv_err_is_negative((int) status) ? EXIT_NEGATIVE : EXIT_ERROR;
+            }
+        }
+        kv_reply_close(&rep);
+        start += (int) ndone;
+    }
+done:
+    free(kk);
+    for (int i = 0; owned && i < nkeys; i++)
+        free(owned[i]);
+    free(owned);
+    return rc;
+}
+
+/* ---- scan and export -------------------------------------------------- */
+
+typedef struct {
+    int pfrom, pto;
+    uint64_t reqid;
+    bool done;
+} stream_t;
+
+static int s_scan_send(kq_t *q, const char *ns, const char *set, stream_t *st, int pid, const uint8_t *after)
+{
+    kv_req_t req;
+    kv_req_init(&req, KV_OP_SCAN);
+    kv_req_str(&req, "ns", ns, strlen(ns));
+    if (set)
+        kv_req_str(&req, "set", set, strlen(set));
+    kv_req_int(&req, "pfrom", pid);
+    kv_req_int(&req, "pto", st->pto);
+    kv_req_int(&req, "max", SCAN_PAGE);
+    if (after) {
+        msgpack_packer *pk = kv_req_field(&req, "after");
+        msgpack_pack_bin(pk, KV_DIGEST_SIZE);
+        msgpack_pack_bin_body(pk, after, KV_DIGEST_SIZE);
+    }
+    int rc = kv_client_send(q->client, &req);
+    st->reqid = req.hdr.reqid;
+    kv_req_destroy(&req);
+    return rc;
+}
+
+/* Stream every record of ns (and set) to stdout.  Pages are pulled, so the
+ * node never holds more than one page per stream for a slow reader. */
+static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, bool summary)
+{
+    int rc = kq_connect(q);
+    if (rc != EXIT_OK)
+        return rc;
+    char what[256];
+    snprintf(what, sizeof what, "%s %s%s%s", cmd, ns, set ? "/" : "", set ? set : "");
+    stream_t st[SCAN_STREAMS];
+    int active = 0;
+    for (int i = 0; i < SCAN_STREAMS; i++) {
+        st[i] = (stream_t){.pfrom = i * KV_PARTITIONS / SCAN_STREAMS, .pto = (i + 1) * KV_PARTITIONS / SCAN_STREAMS};
+        if (s_scan_send(q, ns, set, &st[i], st[i].pfrom, NULL) != 0) {
+            kv_warn("%s: %s", what, kv_client_error(q->client));
+            return EXIT_ERROR;
+        }
+        active++;
+    }
+    uint64_t records = 0, t0 = kv_mono_ms(), last_progress = t0;
+    bool tty = summary && s_progress_tty();
+    while (active > 0) {
+        kv_reply_t rep;
+        if (kv_client_recv(q->client, &rep, q->timeout_ms) != 0) {
+            kv_warn("%s: %s", what, kv_client_error(q->client));
+            return EXIT_ERROR;
+        }
+        stream_t *s = NULL;
+        for (int i = 0; i < SCAN_STREAMS; i++)
+            if (!st[i].done && st[i].reqid == rep.hdr.reqid)
+                s = &st[i];
+        if (!s) {
+            kv_reply_close(&rep);
+            continue;
+        }
+        if (rep.hdr.status != KV_OK) {
+            rc = kq_report(what, &rep);
+            kv_reply_close(&rep);
+            return rc;
+        }
+        const uint8_t *body = kv_reply_data(&rep);
+        size_t blen = kv_reply_size(&rep);
+        kv_mp_t v, nx;
+        uint32_t count;
+        if (kv_body_get(body, blen, "records", &v) != 0 || kv_mp_read_array(&v, &count) != 0
+            || kv_body_get(body, blen, "next", &nx) != 0) {
+            kv_warn("%s: malformed reply from %s", what, q->endpoint);
+            kv_reply_close(&rep);
+            return EXIT_ERROR;
+        }
+        for (uint32_t i = 0; i < count; i++) {
+            const uint8_t *rs = v.p;
+            if (kv_mp_skip(&v) != 0)
+                break;
+            kq_print_record(q, ns, set, NULL, rs, (size_t) (v.p - rs));
+            records++;
+        }
+        uint32_t n2;
+        int64_t pid;
+        const uint8_t *after;
+        uint32_t al;
+        if (kv_mp_read_nil(&nx) == 0) {
+            s->done = true;
+            active--;
+        } else if (kv_mp_read_array(&nx, &n2) == 0 && n2 == 2 && kv_mp_read_int(&nx, &pid) == 0
+                   && kv_mp_read_bin(&nx, &after, &al) == 0 && al == KV_DIGEST_SIZE && pid >= s->pfrom
+                   && pid < s->pto) {
+            if (s_scan_send(q, ns, set, s, (int) pid, after) != 0) {
+                kv_warn("%s: %s", what, kv_client_error(q->client));
+                kv_reply_close(&rep);
+                return EXIT_ERROR;
+            }
+        } else {
+            kv_warn("%s: malformed scan cursor from %s", what, q->endpoint);
+            kv_reply_close(&rep);
+            return EXIT_ERROR;
+        }
+        kv_reply_close(&rep);
+        if (tty && kv_mono_ms() - last_progress >= 1000) {
+            last_progress = kv_mono_ms();
+            fprintf(stderr, "\rkvquery: %s: %llu records", cmd, (unsigned long long) records);
+        }
+    }
+    fflush(stdout);
+    if (summary) {
+        double secs = (double) (kv_mono_ms() - t0) / 1000.0;
+        fprintf(stderr, "%skvquery: %s: %llu records in %.2f s\n", tty ? "\r" : "", cmd,
+                (unsigned long long) records, secs);
+    }
+    return EXIT_OK;
+}
+
+int kq_cmd_scan(kq_t *q, int argc, char **argv)
+{
+    return s_scan(q, "scan", argv[0], argc > 1 ? argv[1] : NULL, false);
+}
+
+int kq_cmd_export(kq_t *q, int argc, char **argv)
+{
+    if (q->format != FMT_JSONL) {
+        kv_warn("export writes JSON Lines only; drop --format");
+        return EXIT_ERROR;
+    }
+    return s_scan(q, "export", argv[0], argc > 1 ? argv[1] : NULL, true);
+}
+
+/* ---- import ----------------------------------------------------------- */
+
+typedef struct {
+    uint64_t reqid;
+    uint64_t line;
+} slot_t;
+
+/* Build a put request from one JSON line.  0, or -1 with a reason. */
+static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req, char *why, size_t whylen)
+{
+    json_error_t jerr;
+    json_t *o = json_loads(text, 0, &jerr);
+    int rc = -1;
+    if (!o) {
+        snprintf(why, whylen, "bad JSON at column %d: %s", jerr.column, jerr.text);
+        return -1;
+    }
+    kv_req_init(req, KV_OP_PUT);
+    json_t *jset = json_object_get(o, "set"), *jkey = json_object_get(o, "key"), *jdig = json_object_get(o, "digest");
+    json_t *jttl = json_object_get(o, "ttl"), *jbins = json_object_get(o, "bins");
+    const char *set = "";
+    if (jset && !json_is_string(jset)) {
+        snprintf(why, whylen, "\"set\" must be a string");
+        goto out;
+    }
+    if (jset)
+        set = json_string_value(jset);
+    if (strlen(set) > KV_SET_MAX) {
+        snprintf(why, whylen, "set name is longer than %d bytes", KV_SET_MAX);
+        goto out;
+    }
+    if (!json_is_object(jbins) || json_object_size(jbins) == 0) {
+        snprintf(why, whylen, "\"bins\" must be a non-empty object");
+        goto out;
+    }
+    kv_key_t key = {0};
+    uint8_t *kb = NULL;
+    if (json_is_string(jkey))
+        key = (kv_key_t){.type = KV_KEY_STRING, .bytes = (const uint8_t *) json_string_value(jkey),
+                         .len = json_string_length(jkey)};
+    else if (json_is_integer(jkey))
+        key = (kv_key_t){.type = KV_KEY_INT, .i = json_integer_value(jkey)};
+    else if (json_is_object(jkey) && json_is_string(json_object_get(jkey, "$bytes")) && json_object_size(jkey) == 1) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        kv_mp_t r;
+        const uint8_t *b;
+        uint32_t bl;
+        if (kv_json_to_mp(jkey, &pk, why, whylen) != 0 || (r = kv_mp(sb.data, sb.size), kv_mp_read_bin(&r, &b, &bl)) != 0) {
+            msgpack_sbuffer_destroy(&sb);
+            snprintf(why, whylen, "\"key\": $bytes needs a base64 string");
+            goto out;
+        }
+        kb = malloc(bl ? bl : 1);
+        memcpy(kb, b, bl);
+        key = (kv_key_t){.type = KV_KEY_BYTES, .bytes = kb, .len = bl};
+        msgpack_sbuffer_destroy(&sb);
+    } else if (jkey) {
+        snprintf(why, whylen, "\"key\" must be a string, an integer or {\"$bytes\":BASE64}");
+        goto out;
+    }
+    if (key.type) {
+        if (key.type != KV_KEY_INT && key.len > KV_KEY_MAX) {
+            snprintf(why, whylen, "key is longer than %d bytes", KV_KEY_MAX);
+            free(kb);
+            goto out;
+        }
+        kv_req_record(req, ns, set, &key, !q->no_send_key);
+        free(kb);
+    } else if (json_is_string(jdig)) {
+        if (kv_digest_parse(json_string_value(jdig), req->hdr.digest) != 0) {
+            snprintf(why, whylen, "\"digest\" must be 40 hex digits");
+            goto out;
+        }
+        req->hdr.pid = kv_partition(req->hdr.digest);
+        kv_req_str(req, "ns", ns, strlen(ns));
+        kv_req_str(req, "set", set, strlen(set));
+    } else {
+        snprintf(why, whylen, "a record needs \"key\" (or \"digest\")");
+        goto out;
+    }
+    int64_t ttl = 0;
+    if (jttl) {
+        if (!json_is_integer(jttl) || json_integer_value(jttl) < -1 || json_integer_value(jttl) > KV_TTL_MAX) {
+            snprintf(why, whylen, "\"ttl\" must be an integer from -1 to %d", KV_TTL_MAX);
+            goto out;
+        }
+        ttl = json_integer_value(jttl);
+        if (ttl == 0) /* exported with under a second left */
+            ttl = 1;
+    }
+    if (q->ttl_set)
+        ttl = q->ttl;
+    if (ttl)
+        kv_req_int(req, "ttl", ttl);
+    kv_req_int(req, "exists", q->exists_set ? q->exists : KV_EXISTS_REPLACE);
+    msgpack_packer *pk = kv_req_field(req, "bins");
+    msgpack_pack_map(pk, (uint32_t) json_object_size(jbins));
+    const char *name;
+    json_t *val;
+    json_object_foreach(jbins, name, val) {
+        if (strlen(name) == 0 || strlen(name) > KV_BIN_NAME_MAX) {
+            snprintf(why, whylen, "bin name '%s' must be 1 to %d bytes", name, KV_BIN_NAME_MAX);
+            goto out;
+        }
+        kv_mp_pack_cstr(pk, name);
+        char inner[256];
+        if (kv_json_to_mp(val, pk, inner, sizeof inner) != 0) {
+            snprintf(why, whylen, "bin '%s': %s", name, inner);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(o);
+    if (rc != 0)
+        kv_req_destroy(req);
+    return rc;
+}
+
+int kq_cmd_import(kq_t *q, int argc, char **argv)
+{
+    (void) argc;
+    const char *ns = argv[0];
+    int rc = kq_connect(q);
+    if (rc != EXIT_OK)
+        return rc;
+    int window = (int) q->in_flight;
+    slot_t *slots = calloc((size_t) window, sizeof *slots);
+    int used = 0;
+    uint64_t lineno = 0, ok = 0, failed = 0, t0 = kv_mono_ms(), last_progress = t0;
+    bool tty = s_progress_tty(), stop = false, fatal = false;
+    char *line = NULL;
+    size_t lcap = 0;
+    char why[1024];
+    for (;;) {
+        /* fill the window, then collect at least one reply */
+        while (!stop && used < window) {
+            ssize_t n = getline(&line, &lcap, stdin);
+            if (n < 0) {
+                stop = true;
+                break;
+            }
+            lineno++;
+            s_chomp(line);
+            if (!*line)
+                continue;
+            kv_req_t req;
+            if (s_import_req(q, ns, line, &req, why, sizeof why) != 0) {
+                kv_warn("import: line %llu: %s", (unsigned long long) lineno, why);
+                failed++;
+                if (q->strict)
+                    stop = true;
+                continue;
+            }
+            if (kv_client_send(q->client, &req) != 0) {
+                kv_warn("import: line %llu: %s", (unsigned long long) lineno, kv_client_error(q->client));
+                kv_req_destroy(&req);
+                stop = fatal = true;
+                break;
+            }
+            slots[used++] = (slot_t){req.hdr.reqid, lineno};
+            kv_req_destroy(&req);
+        }
+        if (used == 0)
+            break;
+        kv_reply_t rep;
+        if (kv_client_recv(q->client, &rep, q->timeout_ms) != 0) {
+            kv_warn("import: %s; %d record(s) in flight may or may not have been imported (last line read: %llu)",
+                    kv_client_error(q->client), used, (unsigned long long) lineno);
+            fatal = true;
+            break;
+        }
+        int k = 0;
+        while (k < used && slots[k].reqid != rep.hdr.reqid)
+            k++;
+        if (k < used) {
+            if (rep.hdr.status == KV_OK)
+                ok++;
+            else {
+                char detail[512];
+                kv_reply_error(&rep, detail, sizeof detail);
+                kv_warn("import: line %llu: %s%s%s", (unsigned long long) slots[k].line, kv_err_name(rep.hdr.status),
+                        *detail && strcmp(detail, kv_err_name(rep.hdr.status)) ? ": " : "",
+                        strcmp(detail, kv_err_name(rep.hdr.status)) ? detail : "");
+                failed++;
+                if (q->strict)
+                    stop = true;
+            }
+            slots[k] = slots[--used];
+        }
+        kv_reply_close(&rep);
+        if (tty && kv_mono_ms() - last_progress >= 1000) {
+            last_progress = kv_mono_ms();
+            double secs = (double) (last_progress - t0) / 1000.0;
+            fprintf(stderr, "\rkvquery: import: %llu records, %llu errors (%.0f records/s)", (unsigned long long) ok,
+                    (unsigned long long) failed, secs > 0 ? (double) ok / secs : 0.0);
+        }
+    }
+    free(line);
+    free(slots);
+    double secs = (double) (kv_mono_ms() - t0) / 1000.0;
+    fprintf(stderr, "%skvquery: import: %llu records imported, %llu failed, in %.2f s (%.0f records/s)\n",
+            tty ? "\r" : "", (unsigned long long) ok, (unsigned long long) failed, secs,
+            secs > 0 ? (double) ok / secs : (double) ok);
+    return fatal || failed ? EXIT_ERROR : EXIT_OK;
+}
