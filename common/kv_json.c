@@ -274,6 +274,91 @@ int kv_json_to_mp(const json_t *v, msgpack_packer *pk, char *why, size_t whylen)
     return s_to(v, pk, why, whylen, 0);
 }
 
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} strbuf_t;
+
+static void s_put(strbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb)
+            return;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void s_dump(strbuf_t *b, const json_t *v)
+{
+    char num[64];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *c;
+        bool first = true;
+        s_put(b, "{", 1);
+        json_object_foreach((json_t *) v, k, c) {
+            if (!first)
+                s_put(b, ",", 1);
+            first = false;
+            json_t *ks = json_string(k);
+            s_dump(b, ks);
+            json_decref(ks);
+            s_put(b, ":", 1);
+            s_dump(b, c);
+        }
+        s_put(b, "}", 1);
+        return;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *c;
+        s_put(b, "[", 1);
+        json_array_foreach(v, i, c) {
+            if (i)
+                s_put(b, ",", 1);
+            s_dump(b, c);
+        }
+        s_put(b, "]", 1);
+        return;
+    }
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(num, sizeof num, "%.*g", prec, d);
+            if (strtod(num, NULL) == d)
+                break;
+        }
+        if (!strpbrk(num, ".eEn")) /* keep it a float when read back */
+            strcat(num, ".0");
+        s_put(b, num, strlen(num));
+        return;
+    }
+    default: {
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (s)
+            s_put(b, s, strlen(s));
+        free(s);
+        return;
+    }
+    }
+}
+
+char *kv_json_dumps(const json_t *v)
+{
+    strbuf_t b = {0};
+    s_dump(&b, v);
+    return b.buf;
+}
+
 /* Round-trip one JSON text through MessagePack and back; compare dumps. */
 static void s_roundtrip(const char *text)
 {
@@ -313,6 +398,16 @@ void kv_json_test(bool verbose)
     s_roundtrip("{\"$map\":[[1,\"one\"],[2,\"two\"]]}");
     s_roundtrip("{\"$map\":[[\"$price\",5]]}");
     s_roundtrip("{\"$price\":5,\"other\":1}");  /* two keys: a plain map */
+
+    /* shortest float text that reads back exactly; order kept */
+    json_t *o = json_pack("{s:f,s:f,s:f,s:f,s:[i,s]}", "a", 29.97, "b", 0.1 + 0.2, "c", 1.0, "d", -1e300, "e", 1, "x\"y");
+    char *txt = kv_json_dumps(o);
+    assert(strcmp(txt, "{\"a\":29.97,\"b\":0.30000000000000004,\"c\":1.0,\"d\":-1e+300,\"e\":[1,\"x\\\"y\"]}") == 0);
+    json_t *back = json_loads(txt, 0, NULL);
+    assert(json_real_value(json_object_get(back, "b")) == 0.1 + 0.2);
+    json_decref(back);
+    free(txt);
+    json_decref(o);
 
     /* a map whose only key starts with '$' is written tagged, not plain */
     msgpack_sbuffer sb;

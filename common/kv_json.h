@@ -23,6 +23,10 @@ json_t *kv_json_from_mp(const uint8_t *buf, size_t len);
 /* JSON value -> MessagePack into pk.  Returns 0, or -1 with a reason. */
 int kv_json_to_mp(const json_t *v, msgpack_packer *pk, char *why, size_t whylen);
 
+/* Compact JSON text of v (object order kept), with each float written in
+ * the shortest form that reads back to the same double.  Caller frees. */
+char *kv_json_dumps(const json_t *v);
+
 void kv_json_test(bool verbose);
 
 #endif

@@ -35,8 +35,10 @@ void kv_hdr_encode(const kv_hdr_t *h, uint8_t *out)
 
 int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t whylen)
 {
+    /* On failure only the op and request id are filled (when present), so
+     * an error reply built from *h is itself a valid header. */
     memset(h, 0, sizeof *h);
-    if (len >= 16)  /* recover the request id so the error reply can carry it */
+    if (len >= 16)
         h->reqid = kv_get64(buf + 8);
     if (len >= 4)
         h->op = buf[3];
@@ -53,20 +55,21 @@ int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t
                  KV_PROTO_VERSION);
         return KV_ERR_VERSION;
     }
-    h->flags = kv_get16(buf + 4);
-    h->status = kv_get16(buf + 6);
-    h->pid = kv_get16(buf + 16);
-    h->table_version = kv_get32(buf + 20);
-    h->timeout_ms = kv_get32(buf + 24);
-    memcpy(h->digest, buf + 28, KV_DIGEST_SIZE);
     if (kv_get16(buf + 18) != 0) {
         snprintf(why, whylen, "reserved header field is not zero");
         return KV_ERR_BAD_REQUEST;
     }
-    if (h->pid >= KV_PARTITIONS) {
-        snprintf(why, whylen, "partition id %u out of range 0..4095", h->pid);
+    uint16_t pid = kv_get16(buf + 16);
+    if (pid >= KV_PARTITIONS) {
+        snprintf(why, whylen, "partition id %u out of range 0..4095", pid);
         return KV_ERR_BAD_REQUEST;
     }
+    h->flags = kv_get16(buf + 4);
+    h->status = kv_get16(buf + 6);
+    h->pid = pid;
+    h->table_version = kv_get32(buf + 20);
+    h->timeout_ms = kv_get32(buf + 24);
+    memcpy(h->digest, buf + 28, KV_DIGEST_SIZE);
     return KV_OK;
 }
 
@@ -100,6 +103,7 @@ void kv_proto_test(bool verbose)
     memcpy(bad, buf, sizeof bad);
     kv_put16(bad + 16, 4096);
     assert(kv_hdr_decode(&d, bad, sizeof bad, why, sizeof why) == KV_ERR_BAD_REQUEST);
+    assert(d.pid == 0 && d.reqid == h.reqid); /* an error reply from d is valid */
     memcpy(bad, buf, sizeof bad);
     bad[19] = 1;
     assert(kv_hdr_decode(&d, bad, sizeof bad, why, sizeof why) == KV_ERR_BAD_REQUEST);

@@ -1048,7 +1048,8 @@ void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *
     int rc = kv_hdr_decode(rh, hdr, hlen, s->why, sizeof s->why);
     if (rc == KV_OK) {
         rc = s_dispatch(s, rh, body, blen);
-        s->ops[rh->op]++;
+        if (kv_op_name(rh->op))
+            s->ops[rh->op]++;
     } else
         s->bad_frames++;
     rh->status = (uint16_t) rc;

@@ -51,7 +51,7 @@ json_t *kq_record_json(const char *ns, const char *set, const kv_key_t *key, con
 
 static char *s_compact(const json_t *v)
 {
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    return kv_json_dumps(v);
 }
 
 static void s_print_table_row(kq_t *q, json_t *rec)

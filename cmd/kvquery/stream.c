@@ -183,7 +183,7 @@ static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, boo
         }
         active++;
     }
-    uint64_t records = 0, t0 = kv_mono_ms(), last_progress = t0;
+    uint64_t records = 0, t0 = kv_mono_us(), last_progress = kv_mono_ms();
     bool tty = summary && s_progress_tty();
     while (active > 0) {
         kv_reply_t rep;
@@ -249,8 +249,8 @@ static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, boo
     }
     fflush(stdout);
     if (summary) {
-        double secs = (double) (kv_mono_ms() - t0) / 1000.0;
-        fprintf(stderr, "%skvquery: %s: %llu records in %.2f s\n", tty ? "\r" : "", cmd,
+        double secs = (double) (kv_mono_us() - t0) / 1e6;
+        fprintf(stderr, "%skvquery: %s: %llu records in %.3f s\n", tty ? "\r" : "", cmd,
                 (unsigned long long) records, secs);
     }
     return EXIT_OK;
@@ -402,7 +402,7 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
     int window = (int) q->in_flight;
     slot_t *slots = calloc((size_t) window, sizeof *slots);
     int used = 0;
-    uint64_t lineno = 0, ok = 0, failed = 0, t0 = kv_mono_ms(), last_progress = t0;
+    uint64_t lineno = 0, ok = 0, failed = 0, t0 = kv_mono_us(), last_progress = kv_mono_ms();
     bool tty = s_progress_tty(), stop = false, fatal = false;
     char *line = NULL;
     size_t lcap = 0;
@@ -466,15 +466,15 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
         kv_reply_close(&rep);
         if (tty && kv_mono_ms() - last_progress >= 1000) {
             last_progress = kv_mono_ms();
-            double secs = (double) (last_progress - t0) / 1000.0;
+            double secs = (double) (kv_mono_us() - t0) / 1e6;
             fprintf(stderr, "\rkvquery: import: %llu records, %llu errors (%.0f records/s)", (unsigned long long) ok,
                     (unsigned long long) failed, secs > 0 ? (double) ok / secs : 0.0);
         }
     }
     free(line);
     free(slots);
-    double secs = (double) (kv_mono_ms() - t0) / 1000.0;
-    fprintf(stderr, "%skvquery: import: %llu records imported, %llu failed, in %.2f s (%.0f records/s)\n",
+    double secs = (double) (kv_mono_us() - t0) / 1e6;
+    fprintf(stderr, "%skvquery: import: %llu records imported, %llu failed, in %.3f s (%.0f records/s)\n",
             tty ? "\r" : "", (unsigned long long) ok, (unsigned long long) failed, secs,
             secs > 0 ? (double) ok / secs : (double) ok);
     return fatal || failed ? EXIT_ERROR : EXIT_OK;
