@@ -19,13 +19,11 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" \
 ALL_LDFLAGS = $(LDFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
-PROGRAMS := kvnode kvquery
+PROGRAMS := kvnode kvquery kvbench
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=build/%.o)
-NODE_SRC := $(filter-out cmd/kvnode/main.c,$(wildcard cmd/kvnode/*.c))
-NODE_OBJ := $(NODE_SRC:%.c=build/%.o)
-QUERY_SRC := $(filter-out cmd/kvquery/main.c,$(wildcard cmd/kvquery/*.c))
-QUERY_OBJ := $(QUERY_SRC:%.c=build/%.o)
+# Each program is cmd/NAME/main.c plus the other files of cmd/NAME/.
+parts = $(patsubst %.c,build/%.o,$(filter-out cmd/$(1)/main.c,$(wildcard cmd/$(1)/*.c)))
 MANPAGES := $(wildcard man/*.[1-9])
 TOOLS    := bin/kvselftest build/tests/kvgarbage
 
@@ -44,28 +42,35 @@ build/%.o: %.c $(FLAGSTAMP)
 build/libkv.a: $(COMMON_OBJ)
 	rm -f $@; ar rcs $@ $^
 
-bin/kvnode: build/cmd/kvnode/main.o $(NODE_OBJ) build/libkv.a
+define program
+bin/$(1): build/cmd/$(1)/main.o $(call parts,$(1)) build/libkv.a
 	@mkdir -p bin
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "LD $$@"
+	@$$(CC) $$(ALL_LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program,$(p))))
 
-bin/kvquery: build/cmd/kvquery/main.o $(QUERY_OBJ) build/libkv.a
+bin/kvselftest: build/tests/unit/selftest.o $(foreach p,$(PROGRAMS),$(call parts,$(p))) build/libkv.a
 	@mkdir -p bin
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
-
-bin/kvselftest: build/tests/unit/selftest.o $(NODE_OBJ) $(QUERY_OBJ) build/libkv.a
-	@mkdir -p bin
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 build/tests/kvgarbage: build/tests/tools/kvgarbage.o build/libkv.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "LD $@"
+	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+build/tests/zmq_echo: build/tests/bench/zmq_echo.o
+	@echo "LD $@"
+	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # Debian packages the build, tests and demo need; installs only what is missing.
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev \
-	libmsgpack-dev libjansson-dev bats bats-support bats-assert mandoc
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do \
+	libmsgpack-dev libjansson-dev bats bats-support bats-assert mandoc python3
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
+define install_missing
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
@@ -74,10 +79,20 @@ deps:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
+endef
+deps:
+	$(call install_missing,$(DEB_PKGS))
 
 test: deps
 	$(MAKE) all $(TOOLS)
 	tests/run
+
+# kvnode against Redis and a bare ZeroMQ echo (slow; not part of make test).
+BENCH_DEB_PKGS := redis-server redis-tools util-linux
+bench: deps
+	$(call install_missing,$(BENCH_DEB_PKGS))
+	$(MAKE) all build/tests/zmq_echo
+	tests/bench/compare.py $(BENCH_ARGS)
 
 demo: deps
 	$(MAKE) all
@@ -86,10 +101,12 @@ demo: deps
 # libFuzzer target for the request decoder; FUZZ_SECONDS bounds the run.
 FUZZ_SECONDS ?= 60
 fuzz: deps
+	$(call install_missing,$(FUZZ_DEB_PKGS))
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" -Icommon \
 		-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS)) \
-		-o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) $(NODE_SRC) $(LIBS)
+		-o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) \
+		$(filter-out cmd/kvnode/main.c,$(wildcard cmd/kvnode/*.c)) $(LIBS)
 	build/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build/fuzz/corpus tests/fuzz/seeds
 
@@ -107,4 +124,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test demo fuzz install uninstall clean
+.PHONY: all deps test demo bench fuzz install uninstall clean

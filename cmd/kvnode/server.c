@@ -19,7 +19,7 @@
 #define BATCH_REPLY_MAX (8u << 20)  /* stop filling a batch reply past this */
 #define SCAN_REPLY_MAX (1u << 20)   /* and a scan page past this */
 #define SWEEP_INTERVAL_MS 100
-#define SWEEP_PARTITIONS 41         /* a full sweep every ~10 s */
+#define SWEEP_PARTITIONS 128        /* a full sweep every ~3.2 s */
 
 struct server {
     void *ctx;
@@ -1249,7 +1249,8 @@ static int s_call(server_t *s, kv_req_t *req, kv_mp_t *reply)
     size_t n = 0;
     /* same framing as kv_client_send: map header + fields */
     body[n++] = (uint8_t) (0x80 | req->nfields);
-    memcpy(body + n, req->body.data, req->body.size);
+    if (req->body.size)
+        memcpy(body + n, req->body.data, req->body.size);
     n += req->body.size;
     kv_hdr_encode(&req->hdr, hdr);
     kv_hdr_t rh;
