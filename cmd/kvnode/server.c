@@ -41,11 +41,21 @@ struct server {
     char why[512];
 };
 
-/* The request being served: header, body and the record it addresses. */
+typedef enum {
+    F_NS, F_SET, F_KEY, F_BINS, F_TTL, F_EXISTS, F_GEN, F_GENPOL, F_OPS, F_KEYS, F_PFROM, F_PTO, F_AFTER, F_MAX, F_NOBINS, F_WHAT, F_COUNT_
+} field_t;
+
+static const char *const s_field_names[F_COUNT_] = {
+    "ns", "set", "key", "bins", "ttl", "exists", "gen", "genpol", "ops", "keys", "pfrom", "pto", "after", "max", "nobins", "what",
+};
+
+/* The request being served: header, body (its known fields located in
+ * one pass) and the record it addresses. */
 typedef struct {
     const kv_hdr_t *h;
     const uint8_t *body;
     size_t len;
+    const uint8_t *field[F_COUNT_]; /* start of each field's value, or NULL */
     kv_ns_t *ns;
     const char *set;
     uint32_t set_len;
@@ -70,16 +80,75 @@ static int s_fail(server_t *s, int code, const char *fmt, ...)
     return code;
 }
 
+/* Position v at a body field's value; 0 if present, -1 if absent. */
+static inline int s_field(const req_t *r, field_t f, kv_mp_t *v)
+{
+    if (!r->field[f])
+        return -1;
+    v->p = r->field[f];
+    v->end = r->body + r->len;
+    return 0;
+}
+
+/* Field id of a key, or -1: dispatch on the first byte, then compare. */
+static inline int s_field_id(const char *k, uint32_t kl)
+{
+    static const field_t by_first[][4] = {
+        ['a'] = {F_AFTER}, ['b'] = {F_BINS}, ['e'] = {F_EXISTS}, ['g'] = {F_GEN, F_GENPOL},
+        ['k'] = {F_KEY, F_KEYS}, ['m'] = {F_MAX}, ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS},
+        ['p'] = {F_PFROM, F_PTO}, ['s'] = {F_SET}, ['t'] = {F_TTL}, ['w'] = {F_WHAT},
+    };
+    if (kl == 0 || (uint8_t) k[0] >= sizeof by_first / sizeof by_first[0])
+        return -1;
+    const field_t *c = by_first[(uint8_t) k[0]];
+    for (int i = 0; i < 4; i++) {
+        const char *name = s_field_names[c[i]];
+        if (i > 0 && c[i] == 0)
+            break;
+        if (name[0] == k[0] && strlen(name) == kl && memcmp(name, k, kl) == 0)
+            return (int) c[i];
+    }
+    return -1;
+}
+
+/* Validate the body (one map, string keys, every value well formed, no
+ * trailing bytes) and locate the fields this server knows; unknown fields
+ * are skipped so newer clients can add optional ones. */
+static int s_parse_body(server_t *s, req_t *r)
+{
+    kv_mp_t m = kv_mp(r->body, r->len);
+    uint32_t n;
+    if (kv_mp_read_map(&m, &n) != 0)
+        return s_fail(s, KV_ERR_BAD_REQUEST, "body is not a MessagePack map");
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (kv_mp_read_str(&m, &k, &kl) != 0)
+            return s_fail(s, KV_ERR_BAD_REQUEST, "body: key %u is not a string", i + 1);
+        const uint8_t *val = m.p;
+        if (kv_mp_skip(&m) != 0)
+            return s_fail(s, KV_ERR_BAD_REQUEST, "body: malformed value for '%.*s'", (int) (kl > 32 ? 32 : kl), k);
+        int f = s_field_id(k, kl);
+        if (f >= 0) {
+            if (r->field[f])
+                return s_fail(s, KV_ERR_BAD_REQUEST, "body: field '%s' given twice", s_field_names[f]);
+            r->field[f] = val;
+        }
+    }
+    if (!kv_mp_eof(&m))
+        return s_fail(s, KV_ERR_BAD_REQUEST, "body: trailing bytes after the map");
+    return KV_OK;
+}
+
 /* Integer field: absent -> def; wrong type or out of range -> -1. */
-static int s_int_field(server_t *s, req_t *r, const char *key, int64_t min, int64_t max, int64_t def,
-                       int64_t *out)
+static int s_int_field(server_t *s, req_t *r, field_t f, int64_t min, int64_t max, int64_t def, int64_t *out)
 {
     kv_mp_t v;
     *out = def;
-    if (kv_body_get(r->body, r->len, key, &v) != 0)
+    if (s_field(r, f, &v) != 0)
         return 0;
     if (kv_mp_read_int(&v, out) != 0 || *out < min || *out > max)
-        return s_fail(s, -1, "field '%s' must be an integer in %lld..%lld", key, (long long) min,
+        return s_fail(s, -1, "field '%s' must be an integer in %lld..%lld", s_field_names[f], (long long) min,
                       (long long) max);
     return 0;
 }
@@ -97,7 +166,7 @@ static int s_resolve_ns(server_t *s, req_t *r)
     kv_mp_t v;
     const char *name;
     uint32_t len;
-    if (kv_body_get(r->body, r->len, "ns", &v) != 0 || kv_mp_read_str(&v, &name, &len) != 0)
+    if (s_field(r, F_NS, &v) != 0 || kv_mp_read_str(&v, &name, &len) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "missing namespace (field 'ns')");
     r->ns = s_find_ns(s, name, len);
     if (!r->ns)
@@ -115,7 +184,7 @@ static int s_resolve_record(server_t *s, req_t *r)
     kv_mp_t v;
     r->set = "";
     r->set_len = 0;
-    if (kv_body_get(r->body, r->len, "set", &v) == 0 && kv_mp_read_str(&v, &r->set, &r->set_len) != 0)
+    if (s_field(r, F_SET, &v) == 0 && kv_mp_read_str(&v, &r->set, &r->set_len) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "field 'set' must be a string");
     if (r->set_len > KV_SET_MAX)
         return s_fail(s, KV_ERR_BAD_REQUEST, "set name is %u bytes, limit is %d", r->set_len, KV_SET_MAX);
@@ -123,7 +192,7 @@ static int s_resolve_record(server_t *s, req_t *r)
         return s_fail(s, KV_ERR_BAD_REQUEST, "set name contains a NUL byte");
     r->key_type = KV_KEY_NONE;
     r->key_len = 0;
-    if (kv_body_get(r->body, r->len, "key", &v) == 0) {
+    if (s_field(r, F_KEY, &v) == 0) {
         kv_key_t k = {0};
         int64_t i;
         const char *str;
@@ -187,10 +256,10 @@ typedef struct {
 
 static int s_write_policy(server_t *s, req_t *r, wpolicy_t *p)
 {
-    if (s_int_field(s, r, "ttl", -2, KV_TTL_MAX, 0, &p->ttl) != 0
-        || s_int_field(s, r, "exists", KV_EXISTS_UPDATE, KV_EXISTS_REPLACE_ONLY, KV_EXISTS_UPDATE, &p->exists) != 0
-        || s_int_field(s, r, "gen", 0, UINT32_MAX, 0, &p->gen) != 0
-        || s_int_field(s, r, "genpol", KV_GEN_NONE, KV_GEN_GT, KV_GEN_NONE, &p->genpol) != 0)
+    if (s_int_field(s, r, F_TTL, -2, KV_TTL_MAX, 0, &p->ttl) != 0
+        || s_int_field(s, r, F_EXISTS, KV_EXISTS_UPDATE, KV_EXISTS_REPLACE_ONLY, KV_EXISTS_UPDATE, &p->exists) != 0
+        || s_int_field(s, r, F_GEN, 0, UINT32_MAX, 0, &p->gen) != 0
+        || s_int_field(s, r, F_GENPOL, KV_GEN_NONE, KV_GEN_GT, KV_GEN_NONE, &p->genpol) != 0)
         return KV_ERR_BAD_REQUEST;
     return KV_OK;
 }
@@ -347,7 +416,7 @@ static int s_bin_names(server_t *s, req_t *r, kv_mp_t *names, bool *have)
 {
     kv_mp_t v;
     *have = false;
-    if (kv_body_get(r->body, r->len, "bins", &v) != 0)
+    if (s_field(r, F_BINS, &v) != 0)
         return KV_OK;
     *names = v;
     uint32_t n;
@@ -366,11 +435,11 @@ static int s_bin_names(server_t *s, req_t *r, kv_mp_t *names, bool *have)
     return KV_OK;
 }
 
-static bool s_bool_field(req_t *r, const char *key)
+static bool s_bool_field(req_t *r, field_t f)
 {
     kv_mp_t v;
     bool b = false;
-    if (kv_body_get(r->body, r->len, key, &v) == 0)
+    if (s_field(r, f, &v) == 0)
         kv_mp_read_bool(&v, &b);
     return b;
 }
@@ -425,7 +494,7 @@ static int op_put(server_t *s, req_t *r)
     if (rc != KV_OK)
         return rc;
     kv_mp_t v;
-    if (kv_body_get(r->body, r->len, "bins", &v) != 0)
+    if (s_field(r, F_BINS, &v) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "missing bins (field 'bins')");
     const uint8_t *start = v.p;
     if (kv_mp_skip(&v) != 0)
@@ -668,7 +737,7 @@ static int op_operate(server_t *s, req_t *r)
         return rc;
     kv_mp_t ops;
     uint32_t nops;
-    if (kv_body_get(r->body, r->len, "ops", &ops) != 0 || kv_mp_read_array(&ops, &nops) != 0)
+    if (s_field(r, F_OPS, &ops) != 0 || kv_mp_read_array(&ops, &nops) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "missing ops (field 'ops')");
     if (nops == 0 || nops > OPERATE_MAX_OPS)
         return s_fail(s, KV_ERR_BAD_REQUEST, "operate needs 1..%d ops, got %u", OPERATE_MAX_OPS, nops);
@@ -790,8 +859,8 @@ static int op_batch(server_t *s, req_t *r)
     int rc = s_bin_names(s, r, &names, &have);
     if (rc != KV_OK)
         return rc;
-    bool nobins = s_bool_field(r, "nobins");
-    if (kv_body_get(r->body, r->len, "keys", &keys) != 0 || kv_mp_read_array(&keys, &n) != 0)
+    bool nobins = s_bool_field(r, F_NOBINS);
+    if (s_field(r, F_KEYS, &keys) != 0 || kv_mp_read_array(&keys, &n) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "missing keys (field 'keys': array of digests)");
     if (n > KV_BATCH_MAX)
         return s_fail(s, KV_ERR_BAD_REQUEST, "%u keys in one batch, limit is %d", n, KV_BATCH_MAX);
@@ -842,18 +911,18 @@ static int op_scan(server_t *s, req_t *r)
     const uint8_t *after = NULL;
     const char *set = NULL;
     uint32_t set_len = 0, n;
-    if (s_int_field(s, r, "pfrom", 0, KV_PARTITIONS - 1, 0, &pfrom) != 0
-        || s_int_field(s, r, "pto", 1, KV_PARTITIONS, KV_PARTITIONS, &pto) != 0
-        || s_int_field(s, r, "max", 1, KV_SCAN_PAGE_MAX, 1000, &max) != 0)
+    if (s_int_field(s, r, F_PFROM, 0, KV_PARTITIONS - 1, 0, &pfrom) != 0
+        || s_int_field(s, r, F_PTO, 1, KV_PARTITIONS, KV_PARTITIONS, &pto) != 0
+        || s_int_field(s, r, F_MAX, 1, KV_SCAN_PAGE_MAX, 1000, &max) != 0)
         return KV_ERR_BAD_REQUEST;
     if (pto <= pfrom)
         return s_fail(s, KV_ERR_BAD_REQUEST, "empty partition range %lld..%lld", (long long) pfrom, (long long) pto);
-    if (kv_body_get(r->body, r->len, "after", &v) == 0
+    if (s_field(r, F_AFTER, &v) == 0
         && (kv_mp_read_bin(&v, &after, &n) != 0 || n != KV_DIGEST_SIZE))
         return s_fail(s, KV_ERR_BAD_REQUEST, "field 'after' must be a %d-byte digest", KV_DIGEST_SIZE);
-    if (kv_body_get(r->body, r->len, "set", &v) == 0 && kv_mp_read_str(&v, &set, &set_len) != 0)
+    if (s_field(r, F_SET, &v) == 0 && kv_mp_read_str(&v, &set, &set_len) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "field 'set' must be a string");
-    bool nobins = s_bool_field(r, "nobins");
+    bool nobins = s_bool_field(r, F_NOBINS);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -930,7 +999,7 @@ static int op_info(server_t *s, req_t *r)
     kv_mp_t v;
     const char *what = "";
     uint32_t wl = 0;
-    if (kv_body_get(r->body, r->len, "what", &v) == 0 && kv_mp_read_str(&v, &what, &wl) != 0)
+    if (s_field(r, F_WHAT, &v) == 0 && kv_mp_read_str(&v, &what, &wl) != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "field 'what' must be a string");
 #define IS(w) (wl == strlen(w) && memcmp(what, w, wl) == 0)
     bool all = wl == 0;
@@ -1027,10 +1096,10 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         return s_fail(s, KV_ERR_BAD_REQUEST, "unknown flags 0x%04x", h->flags & ~KV_F_SENDKEY);
     if (h->status != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "status must be 0 in a request");
-    if (!kv_mp_valid(body, blen) || kv_mp_type(&(kv_mp_t){body, body + blen}) != KV_MP_MAP)
-        return s_fail(s, KV_ERR_BAD_REQUEST, "body is not a MessagePack map");
     req_t r = {.h = h, .body = body, .len = blen, .now = (uint32_t) (kv_wall_ms() / 1000)};
-    int rc = KV_OK;
+    int rc = s_parse_body(s, &r);
+    if (rc != KV_OK)
+        return rc;
     if (s_ops[h->op].flags & NEEDS_RECORD)
         rc = s_resolve_record(s, &r);
     else if (s_ops[h->op].flags & NEEDS_NS)
