@@ -350,6 +350,7 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
 int main(int argc, char **argv)
 {
     kv_progname = "kvbench";
+    argv[0] = (char *) kv_progname; /* getopt names the program from argv[0] */
     bench_t b = {.ns = "test", .set = "bench", .conns = 50, .in_flight = 1, .value_bytes = 100, .keys = 100000,
                  .seconds = 10, .timeout_ms = 5000};
     b.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;

@@ -51,6 +51,7 @@ static void s_write_ready(const char *path, const char *endpoint)
 int main(int argc, char **argv)
 {
     kv_progname = "kvnode";
+    argv[0] = (char *) kv_progname; /* getopt names the program from argv[0] */
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"ns", required_argument, NULL, 'n'},

@@ -214,13 +214,17 @@ static int s_resolve_record(server_t *s, req_t *r)
             r->key_len = n;
         } else
             return s_fail(s, KV_ERR_BAD_REQUEST, "field 'key' must be a string, integer or bytes");
-        if (n > KV_KEY_MAX && k.type != KV_KEY_INT)
+        if (k.type != KV_KEY_INT && n > KV_KEY_MAX)
             return s_fail(s, KV_ERR_BAD_REQUEST, "key is %u bytes, limit is %d", n, KV_KEY_MAX);
         uint8_t d[KV_DIGEST_SIZE];
         if (kv_digest(r->set, r->set_len, &k, d) != 0 || memcmp(d, r->h->digest, KV_DIGEST_SIZE) != 0)
             return s_fail(s, KV_ERR_BAD_REQUEST, "digest in header does not match set and key");
-        r->key_type = k.type;
-    }
+        /* the key is stored only when the client asks (send-key) */
+        r->key_type = (r->h->flags & KV_F_SENDKEY) ? k.type : KV_KEY_NONE;
+        if (r->key_type == KV_KEY_NONE)
+            r->key_len = 0;
+    } else if (r->h->flags & KV_F_SENDKEY)
+        return s_fail(s, KV_ERR_BAD_REQUEST, "send-key flag set but no field 'key'");
     if (kv_partition(r->h->digest) != r->h->pid)
         return s_fail(s, KV_ERR_BAD_REQUEST, "partition id %u does not match the digest", r->h->pid);
     return KV_OK;

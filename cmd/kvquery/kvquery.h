@@ -17,7 +17,6 @@ typedef struct {
     kv_client_t *client;
     const char *endpoint;
     int format;
-    bool format_set;
     int timeout_ms;
     bool int_key;
     bool no_send_key;

@@ -16,12 +16,12 @@
 #define DEFAULT_TIMEOUT_MS 5000
 
 static const char *s_usage =
-    "usage: kvquery [-hV] [-e endpoint] [--format jsonl|table|raw] [--timeout ms] [--int-key] command [argument ...]\n"
+    "usage: kvquery [-hV] [-e endpoint] [--format jsonl|table|raw] [--timeout ms] [--int-key] [--no-send-key] command [argument ...]\n"
     "       kvquery put ns set key bin=value ... [--ttl n] [--exists policy] [--gen n --gen-policy eq|gt]\n"
     "       kvquery get ns set key [bin ...]\n"
     "       kvquery exists ns set key\n"
     "       kvquery delete ns set key [--gen n --gen-policy eq|gt]\n"
-    "       kvquery touch ns set key [--ttl n]\n"
+    "       kvquery touch ns set key [--ttl n] [--gen n --gen-policy eq|gt]\n"
     "       kvquery operate ns set key op ... [--ttl n] [--gen n --gen-policy eq|gt]\n"
     "       kvquery batch ns set [key ...]\n"
     "       kvquery scan ns [set]\n"
@@ -106,12 +106,6 @@ static void s_print_meta(kq_t *q, char **argv, const kv_key_t *key, kv_reply_t *
     if (q->format == FMT_RAW)
         return;
     json_t *o = kq_record_json(argv[0], argv[1], key, kv_reply_data(rep), kv_reply_size(rep));
-    json_t *d = NULL;
-    kv_mp_t v;
-    if (kv_body_get(kv_reply_data(rep), kv_reply_size(rep), "deleted", &v) == 0)
-        d = json_true();
-    if (d)
-        json_object_set_new(o, "deleted", d);
     kq_print_json(q, o);
     json_decref(o);
 }
@@ -343,6 +337,7 @@ static int s_bad_usage(const char *fmt, ...)
 int main(int argc, char **argv)
 {
     kv_progname = "kvquery";
+    argv[0] = (char *) kv_progname; /* getopt names the program from argv[0] */
     kq_t q = {.format = FMT_JSONL, .timeout_ms = DEFAULT_TIMEOUT_MS, .in_flight = 64};
     q.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;
     enum { OPT_FORMAT = 256, OPT_TIMEOUT, OPT_INTKEY, OPT_TTL, OPT_EXISTS, OPT_GEN, OPT_GENPOL, OPT_STRICT,
@@ -360,12 +355,16 @@ int main(int argc, char **argv)
     static const char *exists_names[] = {"update", "update-only", "create-only", "replace", "replace-only"};
     int c, used = 0;
     int64_t v;
+    bool in_flight_set = false;
+    /* command words and their arguments, in order; argv itself is left
+     * alone because getopt names the program from argv[0] */
+    char **words = calloc((size_t) argc + 1, sizeof *words);
     while ((c = getopt_long(argc, argv, "+e:hV", longopts, NULL)) != -1 || optind < argc) {
         if (c == -1) {
             if (strcmp(argv[optind - 1], "--") == 0 && optind > 1)
                 break; /* everything after "--" is an argument */
             /* a command word or argument: keep scanning options after it */
-            argv[used++] = argv[optind++];
+            words[used++] = argv[optind++];
             continue;
         }
         switch (c) {
@@ -375,7 +374,6 @@ int main(int argc, char **argv)
             else if (strcmp(optarg, "table") == 0) q.format = FMT_TABLE;
             else if (strcmp(optarg, "raw") == 0) q.format = FMT_RAW;
             else return s_bad_usage("--format '%s': expected jsonl, table or raw", optarg);
-            q.format_set = true;
             break;
         case OPT_TIMEOUT:
             if (kv_parse_int(optarg, 1, 3600000, &v) != 0)
@@ -413,18 +411,19 @@ int main(int argc, char **argv)
         case OPT_INFLIGHT:
             if (kv_parse_int(optarg, 1, 10000, &q.in_flight) != 0)
                 return s_bad_usage("--in-flight '%s': expected 1 to 10000", optarg);
+            in_flight_set = true;
             break;
         case 'h': help(); return EXIT_OK;
         case 'V': printf("kvquery %s\n", KV_VERSION); return EXIT_OK;
         default: fputs(s_usage, stderr); return EXIT_ERROR;
         }
     }
-    /* argv[0..used) now holds the command and its arguments (after "--" too) */
+    /* words[0..used) holds the command and its arguments (after "--" too) */
     while (optind < argc)
-        argv[used++] = argv[optind++];
+        words[used++] = argv[optind++];
     if (used == 0)
         return s_bad_usage("no command given");
-    const char *cmd = argv[0];
+    const char *cmd = words[0];
     for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++) {
         if (strcmp(s_cmds[i].name, cmd) != 0)
             continue;
@@ -433,19 +432,20 @@ int main(int argc, char **argv)
             return s_bad_usage("%s: wrong number of arguments", cmd);
         int o = s_cmds[i].opts;
         if ((q.ttl_set && !(o & O_TTL)) || (q.exists_set && !(o & O_EXISTS))
-            || ((q.gen_set || q.genpol_set) && !(o & O_GEN)) || (q.strict && !(o & O_IMPORT)))
+            || ((q.gen_set || q.genpol_set) && !(o & O_GEN)) || ((q.strict || in_flight_set) && !(o & O_IMPORT)))
             return s_bad_usage("%s: an option given does not apply to this command", cmd);
         if (q.genpol_set && !q.gen_set)
             return s_bad_usage("%s: --gen-policy needs --gen", cmd);
         if (sodium_init() < 0)
             kv_die(EXIT_ERROR, "cannot initialise libsodium");
         signal(SIGPIPE, SIG_IGN);
-        int rc = s_cmds[i].fn(&q, nargs, argv + 1);
+        int rc = s_cmds[i].fn(&q, nargs, words + 1);
         if (fflush(stdout) != 0 && rc == EXIT_OK) {
             kv_warn("write error on standard output");
             rc = EXIT_ERROR;
         }
         kv_client_destroy(&q.client);
+        free(words);
         return rc;
     }
     return s_bad_usage("unknown command '%s'", cmd);

@@ -46,6 +46,8 @@ json_t *kq_record_json(const char *ns, const char *set, const kv_key_t *key, con
         json_object_set_new(o, "ttl", v);
     if ((v = s_get_json(map, len, "bins")))
         json_object_set_new(o, "bins", v);
+    if ((v = s_get_json(map, len, "deleted"))) /* a write removed the last bin */
+        json_object_set_new(o, "deleted", v);
     return o;
 }
 

@@ -360,8 +360,6 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
             goto out;
         }
         ttl = json_integer_value(jttl);
-        if (ttl == 0) /* exported with under a second left */
-            ttl = 1;
     }
     if (q->ttl_set)
         ttl = q->ttl;
@@ -402,7 +400,7 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
     int window = (int) q->in_flight;
     slot_t *slots = calloc((size_t) window, sizeof *slots);
     int used = 0;
-    uint64_t lineno = 0, ok = 0, failed = 0, t0 = kv_mono_us(), last_progress = kv_mono_ms();
+    uint64_t lineno = 0, ok = 0, failed = 0, negative = 0, t0 = kv_mono_us(), last_progress = kv_mono_ms();
     bool tty = s_progress_tty(), stop = false, fatal = false;
     char *line = NULL;
     size_t lcap = 0;
@@ -458,6 +456,7 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
                         *detail && strcmp(detail, kv_err_name(rep.hdr.status)) ? ": " : "",
                         strcmp(detail, kv_err_name(rep.hdr.status)) ? detail : "");
                 failed++;
+                negative += kv_err_is_negative(rep.hdr.status);
                 if (q->strict)
                     stop = true;
             }
@@ -477,5 +476,7 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
     fprintf(stderr, "%skvquery: import: %llu records imported, %llu failed, in %.3f s (%.0f records/s)\n",
             tty ? "\r" : "", (unsigned long long) ok, (unsigned long long) failed, secs,
             secs > 0 ? (double) ok / secs : (double) ok);
-    return fatal || failed ? EXIT_ERROR : EXIT_OK;
+    if (fatal || failed > negative)
+        return EXIT_ERROR;
+    return failed ? EXIT_NEGATIVE : EXIT_OK;
 }

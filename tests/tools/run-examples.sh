@@ -26,7 +26,7 @@ start_node() { # command line of kvnode
         kill "$node_pid"; wait "$node_pid" 2>/dev/null; node_pid=
     fi
     rm -f "$work/.ready"
-    eval "$* --ready-file $work/.ready" > "$work/.node.log" 2>&1 &
+    eval "exec $* --ready-file $work/.ready" > "$work/.node.log" 2>&1 &
     node_pid=$!
     for _ in $(seq 200); do
         [ -s "$work/.ready" ] && return 0
