@@ -13,18 +13,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Ordered so that the header packs into 48 bytes. */
 typedef struct {
-    uint8_t digest[KV_DIGEST_SIZE];
+    uint64_t lut;        /* last-update time, ms */
     uint32_t gen;
     uint32_t void_time;  /* Unix seconds; 0 = never expires */
-    uint64_t lut;        /* last-update time, ms */
     uint32_t bins_len;
     uint16_t nbins;
+    uint16_t key_len;
     uint8_t set_len;
     uint8_t key_type;    /* kv_keytype_t; KV_KEY_NONE if not stored */
-    uint16_t key_len;
+    uint8_t digest[KV_DIGEST_SIZE];
     uint8_t data[];      /* set | key | bins */
 } kv_rec_t;
+_Static_assert(sizeof(kv_rec_t) == 48, "record header should stay 48 bytes");
 
 static inline const char *rec_set(const kv_rec_t *r) { return (const char *) r->data; }
 static inline const uint8_t *rec_key(const kv_rec_t *r) { return r->data + r->set_len; }
