@@ -154,6 +154,11 @@ int kv_client_send(kv_client_t *self, kv_req_t *req)
         mhl = 3;
     }
     size_t n = mhl + req->body.size;
+    if (n > KV_FRAME_MAX) { /* the server would drop the connection */
+        snprintf(self->error, sizeof self->error, "%s: the request is %zu bytes, more than the %d-byte frame limit",
+                 kv_err_name(KV_ERR_TOO_BIG), n, KV_FRAME_MAX);
+        return -1;
+    }
     uint8_t *body = malloc(n);
     if (!body) {
         snprintf(self->error, sizeof self->error, "out of memory");

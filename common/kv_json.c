@@ -181,8 +181,8 @@ static uint8_t *s_unbase64(const char *s, size_t *out_len)
 
 static int s_to(const json_t *v, msgpack_packer *pk, char *why, size_t whylen, int depth)
 {
-    if (depth > KV_MP_MAX_DEPTH) {
-        snprintf(why, whylen, "value nested deeper than %d levels", KV_MP_MAX_DEPTH);
+    if (depth >= KV_VALUE_MAX_DEPTH && (json_is_array(v) || json_is_object(v))) {
+        snprintf(why, whylen, "lists and maps nested deeper than %d levels", KV_VALUE_MAX_DEPTH);
         return -1;
     }
     switch (json_typeof(v)) {

@@ -166,7 +166,7 @@ int kv_mp_read_map(kv_mp_t *r, uint32_t *n)
     return s_read_count(r, 0x80, 0xde, n);
 }
 
-static int s_skip(kv_mp_t *r, int depth)
+static int s_skip(kv_mp_t *r, int depth, int max_depth)
 {
     const uint8_t *start = r->p;
     const uint8_t *d;
@@ -185,7 +185,7 @@ static int s_skip(kv_mp_t *r, int depth)
     case KV_MP_ARRAY:
     case KV_MP_MAP: {
         bool map = kv_mp_type(r) == KV_MP_MAP;
-        if (depth >= KV_MP_MAX_DEPTH)
+        if (depth >= max_depth)
             break;
         if ((map ? kv_mp_read_map(r, &n) : kv_mp_read_array(r, &n)) != 0)
             break;
@@ -196,7 +196,7 @@ static int s_skip(kv_mp_t *r, int depth)
             break;
         rc = 0;
         for (uint64_t k = 0; k < elems && rc == 0; k++)
-            rc = s_skip(r, depth + 1);
+            rc = s_skip(r, depth + 1, max_depth);
         break;
     }
     default: break;
@@ -208,7 +208,12 @@ static int s_skip(kv_mp_t *r, int depth)
 
 int kv_mp_skip(kv_mp_t *r)
 {
-    return s_skip(r, 0);
+    return s_skip(r, 0, KV_MP_MAX_DEPTH);
+}
+
+int kv_mp_skip_value(kv_mp_t *r)
+{
+    return s_skip(r, 0, KV_VALUE_MAX_DEPTH);
 }
 
 bool kv_mp_valid(const void *buf, size_t len)
@@ -251,8 +256,9 @@ int kv_bins_parse(const uint8_t *buf, size_t len, kv_bin_t *bins, uint32_t max, 
             return KV_ERR_BAD_REQUEST;
         }
         b->val = r.p;
-        if (kv_mp_skip(&r) != 0) {
-            snprintf(why, whylen, "bin '%.*s': malformed value", (int) b->name_len, b->name);
+        if (kv_mp_skip_value(&r) != 0) {
+            snprintf(why, whylen, "bin '%.*s': malformed value, or lists and maps nested deeper than %d levels",
+                     (int) b->name_len, b->name, KV_VALUE_MAX_DEPTH);
             return KV_ERR_BAD_REQUEST;
         }
         b->val_len = (uint32_t) (r.p - b->val);
@@ -360,6 +366,12 @@ void kv_mp_test(bool verbose)
     deep[sizeof deep - 1] = 0xc0;
     assert(!kv_mp_valid(deep, sizeof deep));
     assert(kv_mp_valid(deep + 2, sizeof deep - 2));
+    /* bin values have a lower limit, leaving room for the maps and arrays
+     * that wrap a record in replies */
+    kv_mp_t dv = kv_mp(deep + sizeof deep - 1 - KV_VALUE_MAX_DEPTH, KV_VALUE_MAX_DEPTH + 1);
+    assert(kv_mp_skip_value(&dv) == 0 && kv_mp_eof(&dv));
+    dv = kv_mp(deep + sizeof deep - 2 - KV_VALUE_MAX_DEPTH, KV_VALUE_MAX_DEPTH + 2);
+    assert(kv_mp_skip_value(&dv) == -1);
 
     /* bins: parse, find, duplicate and long names */
     msgpack_sbuffer_clear(&sb);

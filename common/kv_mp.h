@@ -15,6 +15,10 @@
 #include <stdint.h>
 
 #define KV_MP_MAX_DEPTH 32
+/* Lists and maps nested in a bin value: fewer, so a record wrapped in a
+ * reply (body map, records array, record map, bins map) stays within
+ * KV_MP_MAX_DEPTH. */
+#define KV_VALUE_MAX_DEPTH 24
 
 typedef enum {
     KV_MP_BAD = -1, KV_MP_NIL = 0, KV_MP_BOOL, KV_MP_INT, KV_MP_FLOAT,
@@ -46,6 +50,8 @@ int kv_mp_read_array(kv_mp_t *r, uint32_t *n);
 int kv_mp_read_map(kv_mp_t *r, uint32_t *n);
 /* Validate and skip one whole value (nesting at most KV_MP_MAX_DEPTH). */
 int kv_mp_skip(kv_mp_t *r);
+/* The same for a bin value (nesting at most KV_VALUE_MAX_DEPTH). */
+int kv_mp_skip_value(kv_mp_t *r);
 /* True if buf holds exactly one valid value. */
 bool kv_mp_valid(const void *buf, size_t len);
 

@@ -82,13 +82,18 @@ uint64_t kv_mono_us(void)
     return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
+static void s_vwarn(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: ", kv_progname);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void kv_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", kv_progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    s_vwarn(fmt, ap);
     va_end(ap);
 }
 
@@ -96,9 +101,7 @@ void kv_die(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", kv_progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    s_vwarn(fmt, ap);
     va_end(ap);
     exit(code);
 }

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define MAX_FRAMES 16
@@ -549,16 +552,25 @@ static int op_put(server_t *s, req_t *r)
     return KV_OK;
 }
 
+/* Write policy of the request and the live record it must find, with its
+ * generation checked: the common start of delete and touch. */
+static int s_existing_for_write(server_t *s, req_t *r, wpolicy_t *p, kv_rec_t **rec)
+{
+    int rc = s_write_policy(s, r, p);
+    if (rc != KV_OK)
+        return rc;
+    *rec = store_get(r->ns, r->h->digest, r->now);
+    if (!*rec)
+        return s_fail(s, KV_ERR_NOT_FOUND, "not found");
+    return s_check_gen(s, p, *rec);
+}
+
 static int op_delete(server_t *s, req_t *r)
 {
     wpolicy_t p;
-    int rc = s_write_policy(s, r, &p);
+    kv_rec_t *old;
+    int rc = s_existing_for_write(s, r, &p, &old);
     if (rc != KV_OK)
-        return rc;
-    kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
-    if (!old)
-        return s_fail(s, KV_ERR_NOT_FOUND, "not found");
-    if ((rc = s_check_gen(s, &p, old)) != KV_OK)
         return rc;
     store_remove(r->ns, r->h->digest);
     msgpack_pack_map(&s->pk, 0);
@@ -568,13 +580,9 @@ static int op_delete(server_t *s, req_t *r)
 static int op_touch(server_t *s, req_t *r)
 {
     wpolicy_t p;
-    int rc = s_write_policy(s, r, &p);
+    kv_rec_t *rec;
+    int rc = s_existing_for_write(s, r, &p, &rec);
     if (rc != KV_OK)
-        return rc;
-    kv_rec_t *rec = store_get(r->ns, r->h->digest, r->now);
-    if (!rec)
-        return s_fail(s, KV_ERR_NOT_FOUND, "not found");
-    if ((rc = s_check_gen(s, &p, rec)) != KV_OK)
         return rc;
     rec->void_time = s_void_time(r->ns, p.ttl, rec, r->now);
     rec->gen = rec->gen == UINT32_MAX ? 1 : rec->gen + 1;
@@ -778,8 +786,10 @@ static int op_operate(server_t *s, req_t *r)
         }
         if (needs_val) {
             op[i].val = ops.p;
-            if (kv_mp_skip(&ops) != 0)
-                return s_fail(s, KV_ERR_BAD_REQUEST, "op %u: malformed value", i + 1);
+            if (kv_mp_skip_value(&ops) != 0)
+                return s_fail(s, KV_ERR_BAD_REQUEST,
+                              "op %u: malformed value, or lists and maps nested deeper than %d levels", i + 1,
+                              KV_VALUE_MAX_DEPTH);
             op[i].vlen = (uint32_t) (ops.p - op[i].val);
         }
         if (code != KV_OPR_READ)
@@ -1290,8 +1300,33 @@ void server_destroy(server_t **self_p)
     *self_p = NULL;
 }
 
+/* zmq_bind on ipc:// removes an existing socket file, even one a live
+ * process is serving.  Refuse if something answers on it; a stale file
+ * (connection refused) is fine to replace. */
+static int s_ipc_in_use(const char *endpoint)
+{
+    if (strncmp(endpoint, "ipc://", 6) != 0)
+        return 0;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *path = endpoint + 6;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return 0;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    int in_use = connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close(fd);
+    return in_use;
+}
+
 int server_bind(server_t *s, const char *endpoint, char *why, size_t whylen)
 {
+    if (s_ipc_in_use(endpoint)) {
+        snprintf(why, whylen, "cannot listen on %s: Address already in use (another process is serving it)",
+                 endpoint);
+        return -1;
+    }
     s->ctx = zmq_ctx_new();
     s->sock = zmq_socket(s->ctx, ZMQ_ROUTER);
     int linger = 1000, hwm = 100000;

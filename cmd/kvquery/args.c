@@ -217,17 +217,20 @@ json_t *kq_key_json(const kv_key_t *key)
 {
     if (key->type == KV_KEY_INT)
         return json_integer(key->i);
-    if (key->type == KV_KEY_STRING) {
-        json_t *s = json_stringn((const char *) key->bytes, key->len);
-        if (s)
-            return s;
+    /* the same JSON as the key's MessagePack form, so put, get and export agree */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    if (key->type == KV_KEY_STRING)
+        kv_mp_pack_strn(&pk, (const char *) key->bytes, key->len);
+    else {
+        msgpack_pack_bin(&pk, key->len);
+        msgpack_pack_bin_body(&pk, key->bytes, key->len);
     }
-    size_t cap = sodium_base64_ENCODED_LEN(key->len, sodium_base64_VARIANT_ORIGINAL);
-    char *b = malloc(cap);
-    sodium_bin2base64(b, cap, key->bytes, key->len, sodium_base64_VARIANT_ORIGINAL);
-    json_t *o = json_pack("{s:s}", "$bytes", b);
-    free(b);
-    return o;
+    json_t *j = kv_json_from_mp((const uint8_t *) sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return j;
 }
 
 void kq_args_test(bool verbose)

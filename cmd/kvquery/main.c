@@ -4,6 +4,7 @@
 #include "kv_json.h"
 #include "kv_mp.h"
 #include "kv_util.h"
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,6 +44,7 @@ static void help(void)
            "  An op is read:BIN, write:BIN=VALUE, add:BIN=N, append:BIN=S,\n"
            "  prepend:BIN=S, delete:BIN or touch.\n"
            "  --exists: update, update-only, create-only, replace, replace-only.\n"
+           "  --in-flight N: import requests in flight (default 64, 1 with --strict).\n"
            "Exit status: 0 success, 1 not found / generation mismatch / exists, 2 error.\n"
            "See kvquery(1).\n",
            DEFAULT_ENDPOINT, DEFAULT_TIMEOUT_MS);
@@ -122,21 +124,29 @@ static void s_set_key(kv_req_t *req, const kq_t *q, const kv_key_t *key)
         kv_mp_pack_strn(pk, (const char *) key->bytes, key->len);
 }
 
-static int cmd_put(kq_t *q, int argc, char **argv)
+/* put and operate: a record request whose key is sent and stored, with
+ * the write options and the arguments after the key parsed into a bins map
+ * (put) or an ops array (operate). */
+static int s_write_args_generic(kq_t *q, int op, int argc, char **argv)
 {
     kv_req_t req;
     kv_key_t key;
     char what[512], why[512];
-    int rc = s_record_req(q, KV_OP_PUT, argv, &req, &key, what, sizeof what);
+    int rc = s_record_req(q, op, argv, &req, &key, what, sizeof what);
     if (rc != EXIT_OK)
         return rc;
     s_set_key(&req, q, &key);
     s_write_fields(q, &req);
-    msgpack_packer *pk = kv_req_field(&req, "bins");
-    msgpack_pack_map(pk, (uint32_t) (argc - 3));
+    bool put = op == KV_OP_PUT;
+    msgpack_packer *pk = kv_req_field(&req, put ? "bins" : "ops");
+    if (put)
+        msgpack_pack_map(pk, (uint32_t) (argc - 3));
+    else
+        msgpack_pack_array(pk, (uint32_t) (argc - 3));
     for (int i = 3; i < argc; i++) {
         char name[KV_BIN_NAME_MAX + 1];
-        if (kq_parse_bin(argv[i], name, sizeof name, pk, why, sizeof why) != 0) {
+        if ((put ? kq_parse_bin(argv[i], name, sizeof name, pk, why, sizeof why)
+                 : kq_parse_op(argv[i], pk, why, sizeof why)) != 0) {
             kv_warn("%s: %s", what, why);
             kv_req_destroy(&req);
             return EXIT_ERROR;
@@ -145,9 +155,17 @@ static int cmd_put(kq_t *q, int argc, char **argv)
     kv_reply_t rep;
     if ((rc = s_call(q, what, &req, &rep)) != EXIT_OK)
         return rc;
-    s_print_meta(q, argv, &key, &rep);
+    if (put)
+        s_print_meta(q, argv, &key, &rep);
+    else
+        kq_print_record(q, argv[0], argv[1], &key, kv_reply_data(&rep), kv_reply_size(&rep));
     kv_reply_close(&rep);
     return EXIT_OK;
+}
+
+static int cmd_put(kq_t *q, int argc, char **argv)
+{
+    return s_write_args_generic(q, KV_OP_PUT, argc, argv);
 }
 
 static int cmd_get(kq_t *q, int argc, char **argv)
@@ -216,65 +234,41 @@ static int cmd_exists(kq_t *q, int argc, char **argv)
     return found ? EXIT_OK : EXIT_NEGATIVE;
 }
 
-static int cmd_delete(kq_t *q, int argc, char **argv)
+/* delete and touch: a record request with the write options; touch
+ * prints the new metadata. */
+static int s_simple_write_generic(kq_t *q, int op, char **argv, bool print)
 {
-    (void) argc;
     kv_req_t req;
     kv_key_t key;
     char what[512];
-    int rc = s_record_req(q, KV_OP_DELETE, argv, &req, &key, what, sizeof what);
+    int rc = s_record_req(q, op, argv, &req, &key, what, sizeof what);
     if (rc != EXIT_OK)
         return rc;
     s_write_fields(q, &req);
     kv_reply_t rep;
     if ((rc = s_call(q, what, &req, &rep)) != EXIT_OK)
         return rc;
+    if (print)
+        s_print_meta(q, argv, &key, &rep);
     kv_reply_close(&rep);
     return EXIT_OK;
+}
+
+static int cmd_delete(kq_t *q, int argc, char **argv)
+{
+    (void) argc;
+    return s_simple_write_generic(q, KV_OP_DELETE, argv, false);
 }
 
 static int cmd_touch(kq_t *q, int argc, char **argv)
 {
     (void) argc;
-    kv_req_t req;
-    kv_key_t key;
-    char what[512];
-    int rc = s_record_req(q, KV_OP_TOUCH, argv, &req, &key, what, sizeof what);
-    if (rc != EXIT_OK)
-        return rc;
-    s_write_fields(q, &req);
-    kv_reply_t rep;
-    if ((rc = s_call(q, what, &req, &rep)) != EXIT_OK)
-        return rc;
-    s_print_meta(q, argv, &key, &rep);
-    kv_reply_close(&rep);
-    return EXIT_OK;
+    return s_simple_write_generic(q, KV_OP_TOUCH, argv, true);
 }
 
 static int cmd_operate(kq_t *q, int argc, char **argv)
 {
-    kv_req_t req;
-    kv_key_t key;
-    char what[512], why[512];
-    int rc = s_record_req(q, KV_OP_OPERATE, argv, &req, &key, what, sizeof what);
-    if (rc != EXIT_OK)
-        return rc;
-    s_set_key(&req, q, &key);
-    s_write_fields(q, &req);
-    msgpack_packer *pk = kv_req_field(&req, "ops");
-    msgpack_pack_array(pk, (uint32_t) (argc - 3));
-    for (int i = 3; i < argc; i++)
-        if (kq_parse_op(argv[i], pk, why, sizeof why) != 0) {
-            kv_warn("%s: %s", what, why);
-            kv_req_destroy(&req);
-            return EXIT_ERROR;
-        }
-    kv_reply_t rep;
-    if ((rc = s_call(q, what, &req, &rep)) != EXIT_OK)
-        return rc;
-    kq_print_record(q, argv[0], argv[1], &key, kv_reply_data(&rep), kv_reply_size(&rep));
-    kv_reply_close(&rep);
-    return EXIT_OK;
+    return s_write_args_generic(q, KV_OP_OPERATE, argc, argv);
 }
 
 static int cmd_info(kq_t *q, int argc, char **argv)
@@ -438,10 +432,11 @@ int main(int argc, char **argv)
             return s_bad_usage("%s: --gen-policy needs --gen", cmd);
         if (sodium_init() < 0)
             kv_die(EXIT_ERROR, "cannot initialise libsodium");
-        signal(SIGPIPE, SIG_IGN);
+        if (q.strict && !in_flight_set)
+            q.in_flight = 1; /* --strict: nothing after the first failing line is sent */
         int rc = s_cmds[i].fn(&q, nargs, words + 1);
-        if (fflush(stdout) != 0 && rc == EXIT_OK) {
-            kv_warn("write error on standard output");
+        if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EXIT_OK) {
+            kv_warn("cannot write standard output: %s", strerror(errno));
             rc = EXIT_ERROR;
         }
         kv_client_destroy(&q.client);

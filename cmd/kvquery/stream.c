@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #define BATCH_CHUNK 1000
@@ -242,12 +243,15 @@ static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, boo
             return EXIT_ERROR;
         }
         kv_reply_close(&rep);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            kv_warn("%s: cannot write standard output: %s", what, strerror(errno));
+            return EXIT_ERROR;
+        }
         if (tty && kv_mono_ms() - last_progress >= 1000) {
             last_progress = kv_mono_ms();
             fprintf(stderr, "\rkvquery: %s: %llu records", cmd, (unsigned long long) records);
         }
     }
-    fflush(stdout);
     if (summary) {
         double secs = (double) (kv_mono_us() - t0) / 1e6;
         fprintf(stderr, "%skvquery: %s: %llu records in %.3f s\n", tty ? "\r" : "", cmd,
@@ -312,7 +316,9 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
                          .len = json_string_length(jkey)};
     else if (json_is_integer(jkey))
         key = (kv_key_t){.type = KV_KEY_INT, .i = json_integer_value(jkey)};
-    else if (json_is_object(jkey) && json_is_string(json_object_get(jkey, "$bytes")) && json_object_size(jkey) == 1) {
+    else if (json_is_object(jkey) && json_object_size(jkey) == 1
+             && (json_object_get(jkey, "$bytes") || json_object_get(jkey, "$string"))) {
+        /* {"$bytes":B64} is a bytes key, {"$string":B64} a string key that is not UTF-8 */
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         msgpack_packer pk;
@@ -320,17 +326,21 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
         kv_mp_t r;
         const uint8_t *b;
         uint32_t bl;
-        if (kv_json_to_mp(jkey, &pk, why, whylen) != 0 || (r = kv_mp(sb.data, sb.size), kv_mp_read_bin(&r, &b, &bl)) != 0) {
+        bool bytes = json_object_get(jkey, "$bytes") != NULL;
+        char inner[256];
+        if (kv_json_to_mp(jkey, &pk, inner, sizeof inner) != 0
+            || (r = kv_mp(sb.data, sb.size),
+                bytes ? kv_mp_read_bin(&r, &b, &bl) : kv_mp_read_str(&r, (const char **) &b, &bl)) != 0) {
             msgpack_sbuffer_destroy(&sb);
-            snprintf(why, whylen, "\"key\": $bytes needs a base64 string");
+            snprintf(why, whylen, "\"key\": %s needs a base64 string", bytes ? "$bytes" : "$string");
             goto out;
         }
         kb = malloc(bl ? bl : 1);
         memcpy(kb, b, bl);
-        key = (kv_key_t){.type = KV_KEY_BYTES, .bytes = kb, .len = bl};
+        key = (kv_key_t){.type = bytes ? KV_KEY_BYTES : KV_KEY_STRING, .bytes = kb, .len = bl};
         msgpack_sbuffer_destroy(&sb);
     } else if (jkey) {
-        snprintf(why, whylen, "\"key\" must be a string, an integer or {\"$bytes\":BASE64}");
+        snprintf(why, whylen, "\"key\" must be a string, an integer, {\"$bytes\":BASE64} or {\"$string\":BASE64}");
         goto out;
     }
     if (key.type) {
@@ -420,6 +430,15 @@ int kq_cmd_import(kq_t *q, int argc, char **argv)
             kv_req_t req;
             if (s_import_req(q, ns, line, &req, why, sizeof why) != 0) {
                 kv_warn("import: line %llu: %s", (unsigned long long) lineno, why);
+                failed++;
+                if (q->strict)
+                    stop = true;
+                continue;
+            }
+            if (req.body.size + 64 > KV_FRAME_MAX) {
+                kv_warn("import: line %llu: %s: the request is %zu bytes, more than the %d-byte frame limit",
+                        (unsigned long long) lineno, kv_err_name(KV_ERR_TOO_BIG), req.body.size, KV_FRAME_MAX);
+                kv_req_destroy(&req);
                 failed++;
                 if (q->strict)
                     stop = true;

@@ -34,22 +34,18 @@ int main(int argc, char **argv)
     int first = verbose ? 2 : 1, n = (int) (sizeof s_tests / sizeof s_tests[0]), run = 0, failed = 0;
     if (sodium_init() < 0)
         return 1;
+    bool want[sizeof s_tests / sizeof s_tests[0]];
     for (int i = 0; i < n; i++) {
-        bool want = argc <= first;
+        want[i] = argc <= first;
         for (int a = first; a < argc; a++)
-            want |= strcmp(argv[a], s_tests[i].name) == 0;
-        if (!want)
-            continue;
-        run++;
+            want[i] |= strcmp(argv[a], s_tests[i].name) == 0;
+        run += want[i];
     }
     printf("1..%d\n", run);
     fflush(stdout);
     int k = 0;
     for (int i = 0; i < n; i++) {
-        bool want = argc <= first;
-        for (int a = first; a < argc; a++)
-            want |= strcmp(argv[a], s_tests[i].name) == 0;
-        if (!want)
+        if (!want[i])
             continue;
         k++;
         pid_t pid = fork();
