@@ -62,7 +62,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *listen = NULL, *config = NULL, *ready = NULL;
-    const char **specs = calloc((size_t) argc, sizeof *specs);
+    const char *specs[argc];
     int nspecs = 0, c;
     while ((c = getopt_long(argc, argv, "hVl:c:", longopts, NULL)) != -1) {
         switch (c) {
@@ -88,7 +88,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < nspecs; i++)
         if (config_add_ns(&cfg, specs[i], why, sizeof why) != 0)
             kv_die(2, "--ns %s: %s", specs[i], why);
-    free(specs);
     if (listen)
         snprintf(cfg.listen, sizeof cfg.listen, "%s", listen);
     if (cfg.n_ns == 0) {

@@ -335,8 +335,10 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     rec->key_len = (uint16_t) key_len;
     rec->bins_len = (uint32_t) sb.size;
     rec->nbins = (uint16_t) n;
-    memcpy(rec->data, r->set, r->set_len);
-    memcpy(rec->data + r->set_len, key, key_len);
+    if (r->set_len)
+        memcpy(rec->data, r->set, r->set_len);
+    if (key_len)
+        memcpy(rec->data + r->set_len, key, key_len);
     memcpy(rec->data + r->set_len + key_len, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     *out = rec;

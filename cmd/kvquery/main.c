@@ -350,9 +350,10 @@ int main(int argc, char **argv)
     int c, used = 0;
     int64_t v;
     bool in_flight_set = false;
-    /* command words and their arguments, in order; argv itself is left
-     * alone because getopt names the program from argv[0] */
-    char **words = calloc((size_t) argc + 1, sizeof *words);
+    /* Command words and their arguments, in order, gathered into argv[1..]:
+     * a word is only ever written over a slot getopt has already passed, and
+     * argv[0] stays, since getopt names the program from it. */
+    char **words = argv + 1;
     while ((c = getopt_long(argc, argv, "+e:hV", longopts, NULL)) != -1 || optind < argc) {
         if (c == -1) {
             if (strcmp(argv[optind - 1], "--") == 0 && optind > 1)
@@ -440,7 +441,6 @@ int main(int argc, char **argv)
             rc = EXIT_ERROR;
         }
         kv_client_destroy(&q.client);
-        free(words);
         return rc;
     }
     return s_bad_usage("unknown command '%s'", cmd);
