@@ -455,7 +455,7 @@ int main(int argc, char **argv)
     kv_req_destroy(&req);
     if (rep.hdr.status != KV_OK) {
         char detail[256];
-        kv_die(2, "namespace %s on %s: %s", b.ns, b.endpoint, kv_reply_error(&rep, detail, sizeof detail));
+        kv_die(2, "no namespace '%s' on %s (%s)", b.ns, b.endpoint, kv_reply_error(&rep, detail, sizeof detail));
     }
     kv_reply_close(&rep);
     kv_client_destroy(&probe);

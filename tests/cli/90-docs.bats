@@ -18,9 +18,22 @@ setup() {
     [ "$status" -eq 0 ]
 }
 
+@test "kvbench --help matches the SYNOPSIS of kvbench(1)" {
+    run "$ROOT/tests/tools/check-synopsis.sh" kvbench
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "every man page has EXAMPLES and they all run: kvbench.1" {
+    run "$ROOT/tests/tools/run-examples.sh" man/kvbench.1
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
 @test "-h prints the same as --help" {
     [ "$("$ROOT/bin/kvquery" -h)" = "$("$ROOT/bin/kvquery" --help)" ]
     [ "$("$ROOT/bin/kvnode" -h)" = "$("$ROOT/bin/kvnode" --help)" ]
+    [ "$("$ROOT/bin/kvbench" -h)" = "$("$ROOT/bin/kvbench" --help)" ]
 }
 
 @test "-V prints the program name and version" {
@@ -28,6 +41,8 @@ setup() {
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvquery\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
     run "$ROOT/bin/kvnode" -V
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvnode\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    run "$ROOT/bin/kvbench" -V
+    [ "$status" -eq 0 ] && [[ "$output" =~ ^kvbench\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 }
 
 @test "every man page has EXAMPLES and they all run: kvquery.1" {
