@@ -292,6 +292,51 @@ void kv_bins_pack(msgpack_packer *pk, const kv_bin_t *bins, uint32_t n)
     }
 }
 
+static size_t s_map_hdr_size(uint32_t n)
+{
+    return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+size_t kv_bins_size(const kv_bin_t *bins, uint32_t n)
+{
+    size_t size = s_map_hdr_size(n);
+    for (uint32_t i = 0; i < n; i++)
+        size += 1 + bins[i].name_len + bins[i].val_len;
+    return size;
+}
+
+void kv_bins_write(uint8_t *out, const kv_bin_t *bins, uint32_t n)
+{
+    if (n < 16)
+        *out++ = (uint8_t) (0x80 | n);
+    else if (n < 65536) {
+        *out++ = 0xde;
+        *out++ = (uint8_t) (n >> 8);
+        *out++ = (uint8_t) n;
+    } else {
+        *out++ = 0xdf;
+        for (int k = 3; k >= 0; k--)
+            *out++ = (uint8_t) (n >> (8 * k));
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        *out++ = (uint8_t) (0xa0 | bins[i].name_len); /* fixstr: names are 1..15 bytes */
+        memcpy(out, bins[i].name, bins[i].name_len);
+        out += bins[i].name_len;
+        memcpy(out, bins[i].val, bins[i].val_len);
+        out += bins[i].val_len;
+    }
+}
+
+int kv_fixbuf_write(void *data, const char *buf, size_t len)
+{
+    kv_fixbuf_t *f = data;
+    if (f->n + len > f->cap)
+        return -1;
+    memcpy(f->p + f->n, buf, len);
+    f->n += len;
+    return 0;
+}
+
 void kv_mp_pack_strn(msgpack_packer *pk, const char *s, size_t n)
 {
     msgpack_pack_str(pk, n);
@@ -385,6 +430,24 @@ void kv_mp_test(bool verbose)
     assert(kv_bins_parse((uint8_t *) sb.data, sb.size, bins, 8, &n, why, sizeof why) == KV_OK && n == 2);
     assert(kv_bins_find(bins, n, "age", 3) == 1 && kv_bins_find(bins, n, "ag", 2) == -1);
     assert(kv_bins_parse((uint8_t *) sb.data, sb.size, bins, 1, &n, why, sizeof why) == KV_ERR_TOO_MANY_BINS);
+    /* writing the map by hand gives the same bytes as packing it */
+    uint8_t direct[64];
+    assert(kv_bins_size(bins, 2) == sb.size);
+    kv_bins_write(direct, bins, 2);
+    assert(memcmp(direct, sb.data, sb.size) == 0);
+    kv_bin_t many[20];
+    for (int k = 0; k < 20; k++)
+        many[k] = bins[k % 2];
+    msgpack_sbuffer m2;
+    msgpack_sbuffer_init(&m2);
+    msgpack_packer p2;
+    msgpack_packer_init(&p2, &m2, msgpack_sbuffer_write);
+    kv_bins_pack(&p2, many, 20);
+    uint8_t direct2[256];
+    assert(kv_bins_size(many, 20) == m2.size);
+    kv_bins_write(direct2, many, 20);
+    assert(memcmp(direct2, m2.data, m2.size) == 0);
+    msgpack_sbuffer_destroy(&m2);
     msgpack_sbuffer_clear(&sb);
     msgpack_pack_map(&pk, 2);
     kv_mp_pack_cstr(&pk, "a");

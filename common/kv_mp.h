@@ -72,6 +72,17 @@ int kv_bins_parse(const uint8_t *buf, size_t len, kv_bin_t *bins, uint32_t max, 
 int kv_bins_find(const kv_bin_t *bins, uint32_t n, const char *name, uint32_t name_len);
 /* Pack bins as a map into pk. */
 void kv_bins_pack(msgpack_packer *pk, const kv_bin_t *bins, uint32_t n);
+/* Exact size of that map, and writing it into a buffer of that size (bin
+ * names are at most 15 bytes, so each name has a one-byte header). */
+size_t kv_bins_size(const kv_bin_t *bins, uint32_t n);
+void kv_bins_write(uint8_t *out, const kv_bin_t *bins, uint32_t n);
+
+/* A msgpack_packer writing into a fixed buffer (no allocation). */
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} kv_fixbuf_t;
+int kv_fixbuf_write(void *data, const char *buf, size_t len);
 
 /* Pack helpers for string keys and values. */
 void kv_mp_pack_cstr(msgpack_packer *pk, const char *s);

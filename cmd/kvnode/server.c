@@ -291,10 +291,7 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     kv_ns_t *ns = r->ns;
     if (n > ns->cfg.max_bins)
         return s_fail(s, KV_ERR_TOO_MANY_BINS, "record would have %u bins, limit is %u", n, ns->cfg.max_bins);
-    /* bins map: header + names + values */
-    uint64_t bins_len = 5;
-    for (uint32_t i = 0; i < n; i++)
-        bins_len += 1 + bins[i].name_len + bins[i].val_len;
+    uint64_t bins_len = kv_bins_size(bins, n);
     const uint8_t *key = r->key;
     uint32_t key_len = r->key_len;
     int key_type = r->key_type;
@@ -307,25 +304,15 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     if (size > ns->cfg.max_record_size)
         return s_fail(s, KV_ERR_TOO_BIG, "record is %llu bytes, limit is %llu", (unsigned long long) size,
                       (unsigned long long) ns->cfg.max_record_size);
-    /* pack the bins map exactly */
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    kv_bins_pack(&pk, bins, n);
-    uint32_t data_len = r->set_len + key_len + (uint32_t) sb.size;
+    uint32_t data_len = r->set_len + key_len + (uint32_t) bins_len;
     uint64_t cost = store_rec_cost(data_len), old_cost = old ? store_rec_cost(rec_data_len(old)) : 0;
-    if (ns->memory_used - old_cost + cost > ns->cfg.memory_limit) {
-        msgpack_sbuffer_destroy(&sb);
+    if (ns->memory_used - old_cost + cost > ns->cfg.memory_limit)
         return s_fail(s, KV_ERR_NS_FULL, "namespace '%s' is at its memory limit (%llu of %llu bytes used)",
                       ns->cfg.name, (unsigned long long) ns->memory_used,
                       (unsigned long long) ns->cfg.memory_limit);
-    }
     kv_rec_t *rec = store_rec_alloc(data_len);
-    if (!rec) {
-        msgpack_sbuffer_destroy(&sb);
+    if (!rec)
         return s_fail(s, KV_ERR_NS_FULL, "out of memory");
-    }
     memcpy(rec->digest, r->h->digest, KV_DIGEST_SIZE);
     rec->gen = old ? (old->gen == UINT32_MAX ? 1 : old->gen + 1) : 1;
     rec->void_time = void_time;
@@ -333,14 +320,13 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     rec->set_len = (uint8_t) r->set_len;
     rec->key_type = (uint8_t) key_type;
     rec->key_len = (uint16_t) key_len;
-    rec->bins_len = (uint32_t) sb.size;
+    rec->bins_len = (uint32_t) bins_len;
     rec->nbins = (uint16_t) n;
     if (r->set_len)
         memcpy(rec->data, r->set, r->set_len);
     if (key_len)
         memcpy(rec->data + r->set_len, key, key_len);
-    memcpy(rec->data + r->set_len + key_len, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    kv_bins_write(rec->data + r->set_len + key_len, bins, n);
     *out = rec;
     return KV_OK;
 }
@@ -615,21 +601,17 @@ static void s_arena_free(arena_t *a)
     a->n = 0;
 }
 
-/* Pack a str/bin header of type like `tmpl` and length n into out; returns header size. */
+/* Pack a str or bin header for length n into out (at most 5 bytes); returns its size. */
 static size_t s_strhdr(uint8_t *out, bool bin, size_t n)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    kv_fixbuf_t f = {out, 0, 5};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &f, kv_fixbuf_write);
     if (bin)
         msgpack_pack_bin(&pk, n);
     else
         msgpack_pack_str(&pk, n);
-    memcpy(out, sb.data, sb.size);
-    size_t h = sb.size;
-    msgpack_sbuffer_destroy(&sb);
-    return h;
+    return f.n;
 }
 
 /* One operate step on the working bins w[0..*wn). */
@@ -657,42 +639,31 @@ static int s_apply_op(server_t *s, req_t *r, arena_t *a, int code, const char *n
         uint8_t *out = s_arena_alloc(a, 9);
         if (!out)
             return s_fail(s, KV_ERR_SERVER, "out of memory");
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
+        kv_fixbuf_t f = {out, 0, 9};
         msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_packer_init(&pk, &f, kv_fixbuf_write);
         if (kv_mp_read_int(&in, &ai) == 0) {
             bi = 0;
             if (j >= 0) {
                 kv_mp_t cur = kv_mp(w[j].val, w[j].val_len);
-                if (kv_mp_read_int(&cur, &bi) != 0) {
-                    msgpack_sbuffer_destroy(&sb);
+                if (kv_mp_read_int(&cur, &bi) != 0)
                     return s_fail(s, KV_ERR_BIN_TYPE, "add: bin '%.*s' is not an integer", (int) nlen, name);
-                }
             }
-            if (__builtin_add_overflow(ai, bi, &bi)) {
-                msgpack_sbuffer_destroy(&sb);
+            if (__builtin_add_overflow(ai, bi, &bi))
                 return s_fail(s, KV_ERR_BAD_REQUEST, "add: integer overflow in bin '%.*s'", (int) nlen, name);
-            }
             msgpack_pack_int64(&pk, bi);
         } else if (kv_mp_read_float(&in, &af) == 0) {
             bf = 0;
             if (j >= 0) {
                 kv_mp_t cur = kv_mp(w[j].val, w[j].val_len);
-                if (kv_mp_read_float(&cur, &bf) != 0) {
-                    msgpack_sbuffer_destroy(&sb);
+                if (kv_mp_read_float(&cur, &bf) != 0)
                     return s_fail(s, KV_ERR_BIN_TYPE, "add: bin '%.*s' is not a float", (int) nlen, name);
-                }
             }
             msgpack_pack_double(&pk, af + bf);
-        } else {
-            msgpack_sbuffer_destroy(&sb);
+        } else
             return s_fail(s, KV_ERR_BAD_REQUEST, "add: value must be an integer or a float");
-        }
-        memcpy(out, sb.data, sb.size);
         val = out;
-        vlen = (uint32_t) sb.size;
-        msgpack_sbuffer_destroy(&sb);
+        vlen = (uint32_t) f.n;
         break;
     }
     case KV_OPR_APPEND:
