@@ -280,7 +280,7 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
     uint64_t start = s_now_ns(), deadline = b->count ? UINT64_MAX : start + (uint64_t) (b->seconds * 1e9);
     uint64_t interval_ns = b->rate ? (uint64_t) (1e9 / (double) b->rate) : 0, next_slot = start;
     uint64_t sent = 0, next_progress = start + 1000000000ull, last_ops = 0, last_t = start;
-    uint64_t timeout_ns = (uint64_t) b->timeout_ms * 1000000ull;
+    uint64_t timeout_ns = (uint64_t) b->timeout_ms * 1000000ull, next_expiry = start;
     bool sending = true;
     int outstanding = 0;
     for (;;) {
@@ -321,15 +321,18 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
             if (items[i].revents & ZMQ_POLLIN)
                 outstanding -= s_drain(b, &conns[i], &r, &interval);
         now = s_now_ns();
-        /* expire requests older than the timeout */
-        for (int i = 0; i < b->conns; i++)
-            for (int k = 0; k < conns[i].used;)
-                if (now - conns[i].slots[k].sent_ns > timeout_ns) {
-                    conns[i].slots[k] = conns[i].slots[--conns[i].used];
-                    r.timeouts++;
-                    outstanding--;
-                } else
-                    k++;
+        /* expire requests older than the timeout (checked every 100 ms) */
+        if (now >= next_expiry) {
+            next_expiry = now + 100000000ull;
+            for (int i = 0; i < b->conns; i++)
+                for (int k = 0; k < conns[i].used;)
+                    if (now - conns[i].slots[k].sent_ns > timeout_ns) {
+                        conns[i].slots[k] = conns[i].slots[--conns[i].used];
+                        r.timeouts++;
+                        outstanding--;
+                    } else
+                        k++;
+        }
         if (b->progress && now >= next_progress) {
             double dt = (double) (now - last_t) / 1e9;
             fprintf(stderr, "kvbench: %-6s %5.0f s %10.0f ops/s  p99 %8.1f us  errors %llu\n", w->name,

@@ -31,6 +31,7 @@ struct server {
     uint64_t node_id;
     uint64_t started_ms;
     uint64_t last_lut;
+    uint64_t now_ms;             /* wall clock, read once per batch of requests */
     kv_ns_t *ns[KV_MAX_NS];
     int n_ns;
     uint32_t max_bins;           /* largest max-bins of any namespace */
@@ -251,7 +252,7 @@ static int64_t s_ttl_left(const kv_rec_t *rec, uint32_t now)
 
 static uint64_t s_lut(server_t *s)
 {
-    uint64_t now = kv_wall_ms();
+    uint64_t now = s->now_ms;
     s->last_lut = now > s->last_lut ? now : s->last_lut + 1;
     return s->last_lut;
 }
@@ -1083,7 +1084,7 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         return s_fail(s, KV_ERR_BAD_REQUEST, "unknown flags 0x%04x", h->flags & ~KV_F_SENDKEY);
     if (h->status != 0)
         return s_fail(s, KV_ERR_BAD_REQUEST, "status must be 0 in a request");
-    req_t r = {.h = h, .body = body, .len = blen, .now = (uint32_t) (kv_wall_ms() / 1000)};
+    req_t r = {.h = h, .body = body, .len = blen, .now = (uint32_t) (s->now_ms / 1000)};
     int rc = s_parse_body(s, &r);
     if (rc != KV_OK)
         return rc;
@@ -1116,6 +1117,11 @@ void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *
         kv_mp_pack_cstr(&s->pk, "error");
         kv_mp_pack_cstr(&s->pk, s->why[0] ? s->why : kv_err_name(rc));
     }
+}
+
+void server_tick(server_t *s)
+{
+    s->now_ms = kv_wall_ms();
 }
 
 const uint8_t *server_reply_body(const server_t *s, size_t *len)
@@ -1178,14 +1184,21 @@ static int s_serve_one(server_t *s)
     } else
         server_handle(s, zmq_msg_data(&f[d + 1]), zmq_msg_size(&f[d + 1]), zmq_msg_data(&f[d + 2]),
                       zmq_msg_size(&f[d + 2]), &rh);
-    uint8_t out[KV_HDR_SIZE];
-    kv_hdr_encode(&rh, out);
     int i = 0;
     for (; i <= d; i++)
         zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
     if (add_delim)
         zmq_send(s->sock, "", 0, ZMQ_SNDMORE);
-    zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
+    if (!add_delim && i < n && zmq_msg_size(&f[i]) == KV_HDR_SIZE) {
+        /* write the reply header over the request's and send that frame:
+         * no allocation or copy */
+        kv_hdr_encode(&rh, zmq_msg_data(&f[i]));
+        zmq_msg_send(&f[i++], s->sock, ZMQ_SNDMORE);
+    } else {
+        uint8_t out[KV_HDR_SIZE];
+        kv_hdr_encode(&rh, out);
+        zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
+    }
     zmq_send(s->sock, s->reply.data, s->reply.size, 0);
     for (; i < n; i++)
         zmq_msg_close(&f[i]);
@@ -1202,9 +1215,12 @@ void server_run(server_t *s, volatile int *stop)
         int rc = zmq_poll(&item, 1, wait);
         if (rc < 0 && errno != EINTR)
             break;
-        if (rc > 0)
+        if (rc > 0) {
+            s->now_ms = kv_wall_ms();
             for (int k = 0; k < 4096 && s_serve_one(s) == 0; k++)
-                ;
+                if ((k & 63) == 63)
+                    s->now_ms = kv_wall_ms();
+        }
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
             for (int i = 0; i < s->n_ns; i++)
@@ -1213,6 +1229,7 @@ void server_run(server_t *s, volatile int *stop)
         }
     }
     /* answer what has already arrived, then stop */
+    s->now_ms = kv_wall_ms();
     while (s_serve_one(s) == 0)
         ;
 }
@@ -1226,6 +1243,7 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n)
         return NULL;
     randombytes_buf(&s->node_id, sizeof s->node_id);
     s->started_ms = kv_mono_ms();
+    s->now_ms = kv_wall_ms();
     s->max_bins = 1;
     for (int i = 0; i < n; i++) {
         s->ns[i] = store_ns_new(&cfgs[i]);
@@ -1335,6 +1353,7 @@ static int s_call(server_t *s, kv_req_t *req, kv_mp_t *reply)
     n += req->body.size;
     kv_hdr_encode(&req->hdr, hdr);
     kv_hdr_t rh;
+    server_tick(s);
     server_handle(s, hdr, sizeof hdr, body, n, &rh);
     size_t len;
     const uint8_t *b = server_reply_body(s, &len);

@@ -30,6 +30,9 @@ void server_run(server_t *self, volatile int *stop);
 void server_handle(server_t *self, const uint8_t *hdr, size_t hlen, const uint8_t *body, size_t blen,
                    kv_hdr_t *reply_hdr);
 const uint8_t *server_reply_body(const server_t *self, size_t *len);
+/* Read the wall clock that requests see (the loop does it once per batch;
+ * direct callers of server_handle call it when time should move). */
+void server_tick(server_t *self);
 
 void server_test(bool verbose);
 
