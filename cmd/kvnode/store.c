@@ -9,10 +9,8 @@ uint64_t store_rec_cost(uint32_t data_len)
 {
     /* record header and data, allocator rounding, and the index slot and
      * tag at its maximum load factor */
-    return ((sizeof(kv_rec_t) + data_len + 15) & ~15ull) + 2 * sizeof(uint64_t);
+    return ((sizeof(kv_rec_t) + data_len + 15) & ~15ull) + 2 * sizeof(kv_rec_t *);
 }
-
-static inline kv_rec_t *s_rec(uint64_t slot);
 
 kv_ns_t *store_ns_new(const kv_ns_config_t *cfg)
 {
@@ -29,7 +27,7 @@ void store_ns_destroy(kv_ns_t **ns_p)
         return;
     for (int p = 0; p < KV_PARTITIONS; p++) {
         for (uint32_t i = 0; i < ns->parts[p].cap; i++)
-            free(s_rec(ns->parts[p].slots[i]));
+            free(ns->parts[p].slots[i]);
         free(ns->parts[p].slots);
     }
     free(ns);
@@ -41,8 +39,7 @@ kv_rec_t *store_rec_alloc(uint32_t data_len)
     return calloc(1, sizeof(kv_rec_t) + data_len);
 }
 
-/* Digests are uniform: bytes 4..11 make the hash (0..1 pick the
- * partition) and bytes 12..13 the tag kept in the slot. */
+/* Digests are uniform: bytes 4..11 make a good hash (0..1 pick the partition). */
 static inline uint32_t s_hash(const uint8_t *d)
 {
     uint64_t h;
@@ -50,39 +47,21 @@ static inline uint32_t s_hash(const uint8_t *d)
     return (uint32_t) (h ^ (h >> 32));
 }
 
-#define PTR_MASK ((1ull << 48) - 1)
-
-static inline uint64_t s_tag(const uint8_t *d)
-{
-    return (uint64_t) (d[12] | d[13] << 8) << 48;
-}
-
-static inline kv_rec_t *s_rec(uint64_t slot)
-{
-    return (kv_rec_t *) (uintptr_t) (slot & PTR_MASK);
-}
-
-static inline uint64_t s_slot(kv_rec_t *rec)
-{
-    return (uint64_t) (uintptr_t) rec | s_tag(rec->digest);
-}
-
-/* Slot holding digest, or the empty slot where it would go. */
+/* Slot holding digest, or the empty slot where it would go.  (Tags kept
+ * in the pointers' spare bits saved nothing measurable — a hit reads the
+ * record anyway — and hid the records from LeakSanitizer.) */
 static uint32_t s_find(const kv_part_t *p, const uint8_t *d)
 {
     uint32_t mask = p->cap - 1, i = s_hash(d) & mask;
-    uint64_t tag = s_tag(d);
-    for (;; i = (i + 1) & mask) {
-        uint64_t v = p->slots[i];
-        if (!v || ((v & ~PTR_MASK) == tag && memcmp(s_rec(v)->digest, d, KV_DIGEST_SIZE) == 0))
-            return i;
-    }
+    while (p->slots[i] && memcmp(p->slots[i]->digest, d, KV_DIGEST_SIZE) != 0)
+        i = (i + 1) & mask;
+    return i;
 }
 
 static int s_grow(kv_part_t *p)
 {
     uint32_t ncap = p->cap ? p->cap * 2 : 8;
-    uint64_t *slots = calloc(ncap, sizeof *slots);
+    kv_rec_t **slots = calloc(ncap, sizeof *slots);
     if (!slots)
         return -1;
     kv_part_t old = *p;
@@ -90,7 +69,7 @@ static int s_grow(kv_part_t *p)
     p->cap = ncap;
     for (uint32_t i = 0; i < old.cap; i++)
         if (old.slots[i])
-            p->slots[s_find(p, s_rec(old.slots[i])->digest)] = old.slots[i];
+            p->slots[s_find(p, old.slots[i]->digest)] = old.slots[i];
     free(old.slots);
     return 0;
 }
@@ -103,22 +82,22 @@ static inline kv_part_t *s_part(kv_ns_t *ns, const uint8_t *d)
 /* Remove the record in slot i, closing the gap (backward-shift deletion). */
 static void s_delete_slot(kv_ns_t *ns, kv_part_t *p, uint32_t i)
 {
-    kv_rec_t *r = s_rec(p->slots[i]);
+    kv_rec_t *r = p->slots[i];
     ns->memory_used -= store_rec_cost(rec_data_len(r));
     ns->records--;
     p->count--;
     free(r);
     uint32_t mask = p->cap - 1, j = i;
-    p->slots[i] = 0;
+    p->slots[i] = NULL;
     for (;;) {
         j = (j + 1) & mask;
         if (!p->slots[j])
             break;
-        uint32_t home = s_hash(s_rec(p->slots[j])->digest) & mask;
+        uint32_t home = s_hash(p->slots[j]->digest) & mask;
         /* move j back to i if its home is not in (i, j] cyclically */
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
             p->slots[i] = p->slots[j];
-            p->slots[j] = 0;
+            p->slots[j] = NULL;
             i = j;
         }
     }
@@ -135,7 +114,7 @@ kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
     if (!p->cap)
         return NULL;
     uint32_t i = s_find(p, digest);
-    kv_rec_t *r = s_rec(p->slots[i]);
+    kv_rec_t *r = p->slots[i];
     if (r && s_expired(r, now)) {
         s_delete_slot(ns, p, i);
         ns->expired++;
@@ -146,20 +125,18 @@ kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
 
 int store_put(kv_ns_t *ns, kv_rec_t *rec)
 {
-    if ((uintptr_t) rec & ~PTR_MASK) /* can't happen with 4-level paging; refuse rather than corrupt */
-        return -1;
     kv_part_t *p = s_part(ns, rec->digest);
     if ((p->count + 1) * 4 > p->cap * 3 && s_grow(p) != 0)
         return -1;
     uint32_t i = s_find(p, rec->digest);
     if (p->slots[i]) {
-        ns->memory_used -= store_rec_cost(rec_data_len(s_rec(p->slots[i])));
-        free(s_rec(p->slots[i]));
+        ns->memory_used -= store_rec_cost(rec_data_len(p->slots[i]));
+        free(p->slots[i]);
     } else {
         p->count++;
         ns->records++;
     }
-    p->slots[i] = s_slot(rec);
+    p->slots[i] = rec;
     ns->memory_used += store_rec_cost(rec_data_len(rec));
     return 0;
 }
@@ -192,7 +169,7 @@ uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, u
         return 0;
     uint32_t n = 0;
     for (uint32_t i = 0; i < p->cap; i++) {
-        kv_rec_t *r = s_rec(p->slots[i]);
+        kv_rec_t *r = p->slots[i];
         if (r && !s_expired(r, now) && (!after || memcmp(r->digest, after, KV_DIGEST_SIZE) > 0))
             all[n++] = r;
     }
@@ -211,7 +188,7 @@ uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts)
         kv_part_t *p = &ns->parts[ns->sweep_pid];
         ns->sweep_pid = (ns->sweep_pid + 1) % KV_PARTITIONS;
         for (uint32_t i = 0; i < p->cap;) {
-            if (p->slots[i] && s_expired(s_rec(p->slots[i]), now)) {
+            if (p->slots[i] && s_expired(p->slots[i], now)) {
                 s_delete_slot(ns, p, i); /* slot i may now hold a shifted record */
                 reclaimed++;
             } else

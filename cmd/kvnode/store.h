@@ -40,11 +40,8 @@ typedef struct {
     uint32_t max_bins;
 } kv_ns_config_t;
 
-/* A slot is a record pointer (low 48 bits) and 16 more bits of the
- * record's digest (high bits), so a probe that misses rarely touches the
- * record: one array, one cache line per probe.  0 is an empty slot. */
 typedef struct {
-    uint64_t *slots;
+    kv_rec_t **slots; /* NULL = empty */
     uint32_t cap;   /* power of two, or 0 */
     uint32_t count;
 } kv_part_t;
