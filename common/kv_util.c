@@ -1,6 +1,7 @@
 /* kv_util: parsing, clocks and messages. */
 #include "kv_util.h"
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@ const char *kv_progname = "kvstore";
 int kv_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
     char *end;
-    if (!s || !*s)
+    if (!s || !(isdigit((unsigned char) *s) || (*s == '-' && isdigit((unsigned char) s[1]))))
         return -1;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -27,7 +28,7 @@ int kv_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 static int s_parse_suffixed(const char *s, const char *units, const uint64_t *mults, uint64_t *out)
 {
     char *end;
-    if (!s || !*s || *s == '-' || *s == '+')
+    if (!s || !isdigit((unsigned char) *s)) /* strtoull would skip spaces and accept a sign */
         return -1;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
@@ -122,6 +123,8 @@ void kv_util_test(bool verbose)
     assert(kv_parse_size("100", &u) == 0 && u == 100);
     assert(kv_parse_size("1MB", &u) == -1);
     assert(kv_parse_size("-1", &u) == -1);
+    assert(kv_parse_size(" -5", &u) == -1 && kv_parse_size(" 5", &u) == -1 && kv_parse_size("+5", &u) == -1);
+    assert(kv_parse_int(" 5", 0, 10, &i) == -1 && kv_parse_int("+5", 0, 10, &i) == -1);
     assert(kv_parse_size("99999999999T", &u) == -1);
     assert(kv_parse_duration("1h", &i) == 0 && i == 3600);
     assert(kv_parse_duration("30", &i) == 0 && i == 30);

@@ -458,7 +458,9 @@ int main(int argc, char **argv)
     kv_req_destroy(&req);
     if (rep.hdr.status != KV_OK) {
         char detail[256];
-        kv_die(2, "no namespace '%s' on %s (%s)", b.ns, b.endpoint, kv_reply_error(&rep, detail, sizeof detail));
+        if (rep.hdr.status == KV_ERR_BAD_REQUEST) /* info answers this for a name it does not know */
+            kv_die(2, "no namespace '%s' on %s (%s)", b.ns, b.endpoint, kv_reply_error(&rep, detail, sizeof detail));
+        kv_die(2, "%s: %s: %s", b.endpoint, kv_err_name(rep.hdr.status), kv_reply_error(&rep, detail, sizeof detail));
     }
     kv_reply_close(&rep);
     kv_client_destroy(&probe);

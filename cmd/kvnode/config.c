@@ -182,6 +182,7 @@ void config_test(bool verbose)
     assert(config_add_ns(&cfg, "x,colour=red", why, sizeof why) == -1 && strstr(why, "unknown namespace key"));
     assert(config_add_ns(&cfg, "x,max-record-size=9M", why, sizeof why) == -1 && strstr(why, "8M"));
     assert(config_add_ns(&cfg, "x,memory", why, sizeof why) == -1 && strstr(why, "key=value"));
+    assert(config_add_ns(&cfg, "x,memory= -5", why, sizeof why) == -1 && strstr(why, "memory ' -5'"));
     assert(config_add_ns(&cfg, "bad name", why, sizeof why) == -1);
     assert(config_add_ns(&cfg, "", why, sizeof why) == -1);
     /* file: a good one, then errors name the file and line */

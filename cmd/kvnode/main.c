@@ -2,6 +2,7 @@
 #include "config.h"
 #include "kv_util.h"
 #include "server.h"
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sodium.h>
@@ -44,8 +45,12 @@ static void s_write_ready(const char *path, const char *endpoint)
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%s\n", endpoint) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-        kv_die(1, "cannot write ready file %s", path);
+    if (!f)
+        kv_die(1, "cannot write ready file %s: %s", tmp, strerror(errno));
+    if (fprintf(f, "%s\n", endpoint) < 0 || fclose(f) != 0)
+        kv_die(1, "cannot write ready file %s: %s", tmp, strerror(errno));
+    if (rename(tmp, path) != 0)
+        kv_die(1, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
 }
 
 int main(int argc, char **argv)

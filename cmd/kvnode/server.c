@@ -67,6 +67,7 @@ typedef struct {
     const uint8_t *key;  /* key bytes as stored (int keys: 8 bytes LE) */
     uint32_t key_len;
     uint8_t key_int[8];
+    bool key_checked;    /* a key was sent and matched the digest */
     uint32_t now;        /* Unix seconds */
 } req_t;
 
@@ -223,6 +224,7 @@ static int s_resolve_record(server_t *s, req_t *r)
         uint8_t d[KV_DIGEST_SIZE];
         if (kv_digest(r->set, r->set_len, &k, d) != 0 || memcmp(d, r->h->digest, KV_DIGEST_SIZE) != 0)
             return s_fail(s, KV_ERR_BAD_REQUEST, "digest in header does not match set and key");
+        r->key_checked = true;
         /* the key is stored only when the client asks (send-key) */
         r->key_type = (r->h->flags & KV_F_SENDKEY) ? k.type : KV_KEY_NONE;
         if (r->key_type == KV_KEY_NONE)
@@ -293,6 +295,11 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     if (n > ns->cfg.max_bins)
         return s_fail(s, KV_ERR_TOO_MANY_BINS, "record would have %u bins, limit is %u", n, ns->cfg.max_bins);
     uint64_t bins_len = kv_bins_size(bins, n);
+    /* Without a key the set cannot be checked against the digest, so a
+     * write may not move an existing record to another set. */
+    if (old && !r->key_checked && (old->set_len != r->set_len || memcmp(rec_set(old), r->set, r->set_len) != 0))
+        return s_fail(s, KV_ERR_BAD_REQUEST, "set '%.*s' does not match the record's set '%.*s'", (int) r->set_len,
+                      r->set, (int) old->set_len, rec_set(old));
     const uint8_t *key = r->key;
     uint32_t key_len = r->key_len;
     int key_type = r->key_type;
@@ -337,6 +344,19 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
     if (store_put(r->ns, rec) != 0) {
         free(rec);
         return s_fail(s, KV_ERR_NS_FULL, "out of memory");
+    }
+    return KV_OK;
+}
+
+/* Split a stored record's bins.  Stored bins were validated when written,
+ * so failure means corruption: answer SERVER rather than treat the record
+ * as having no bins (which a merge would then write back). */
+static int s_stored_bins(server_t *s, const kv_rec_t *rec, kv_bin_t *out, uint32_t *n)
+{
+    char why[256];
+    if (kv_bins_parse(rec_bins(rec), rec->bins_len, out, s->max_bins, n, why, sizeof why) != KV_OK) {
+        *n = 0;
+        return s_fail(s, KV_ERR_SERVER, "stored record is damaged: %s", why);
     }
     return KV_OK;
 }
@@ -388,7 +408,7 @@ static void s_pack_record(server_t *s, msgpack_packer *pk, const kv_rec_t *rec, 
         return;
     }
     uint32_t nb;
-    kv_bins_parse(rec_bins(rec), rec->bins_len, s->bins_old, s->max_bins, &nb, s->why, sizeof s->why);
+    s_stored_bins(s, rec, s->bins_old, &nb); /* a damaged record shows no bins */
     kv_mp_t it = *names;
     uint32_t want, found = 0;
     kv_mp_read_array(&it, &want);
@@ -510,7 +530,8 @@ static int op_put(server_t *s, req_t *r)
     uint32_t n = 0;
     bool merge = old && (p.exists == KV_EXISTS_UPDATE || p.exists == KV_EXISTS_UPDATE_ONLY);
     if (merge) {
-        kv_bins_parse(rec_bins(old), old->bins_len, s->bins_out, s->max_bins, &n, s->why, sizeof s->why);
+        if ((rc = s_stored_bins(s, old, s->bins_out, &n)) != KV_OK)
+            return rc;
         for (uint32_t i = 0; i < nnew; i++) {
             int j = kv_bins_find(s->bins_out, n, s->bins_new[i].name, s->bins_new[i].name_len);
             if (j >= 0)
@@ -581,17 +602,25 @@ static int op_touch(server_t *s, req_t *r)
     return KV_OK;
 }
 
-/* Scratch buffers for values computed by operate (add, append, prepend). */
+/* Scratch buffers for values computed by operate (add, append, prepend).
+ * Their total is bounded (ARENA_RECORDS times the record size limit), so
+ * one request cannot make the node allocate without limit. */
+#define ARENA_RECORDS 4
 typedef struct {
     uint8_t *bufs[OPERATE_MAX_OPS];
     int n;
+    uint64_t bytes, limit;
 } arena_t;
 
 static uint8_t *s_arena_alloc(arena_t *a, size_t n)
 {
+    if (a->bytes + n > a->limit)
+        return NULL;
     uint8_t *b = malloc(n ? n : 1);
-    if (b)
+    if (b) {
         a->bufs[a->n++] = b;
+        a->bytes += n;
+    }
     return b;
 }
 
@@ -621,7 +650,7 @@ static int s_apply_op(server_t *s, req_t *r, arena_t *a, int code, const char *n
 {
     kv_bin_t *w = s->bins_out;
     int j = name ? kv_bins_find(w, *wn, name, nlen) : -1;
-    kv_mp_t in = kv_mp(val, vlen);
+    kv_mp_t in = val ? kv_mp(val, vlen) : kv_mp("", 0); /* delete and touch have no value */
     switch (code) {
     case KV_OPR_WRITE:
         if (vlen == 1 && val[0] == 0xc0) { /* nil deletes */
@@ -639,7 +668,7 @@ static int s_apply_op(server_t *s, req_t *r, arena_t *a, int code, const char *n
         double af, bf;
         uint8_t *out = s_arena_alloc(a, 9);
         if (!out)
-            return s_fail(s, KV_ERR_SERVER, "out of memory");
+            return s_fail(s, KV_ERR_TOO_BIG, "operate: the values computed by this request are too big");
         kv_fixbuf_t f = {out, 0, 9};
         msgpack_packer pk;
         msgpack_packer_init(&pk, &f, kv_fixbuf_write);
@@ -688,7 +717,7 @@ static int s_apply_op(server_t *s, req_t *r, arena_t *a, int code, const char *n
                           (unsigned long long) total);
         uint8_t *out = s_arena_alloc(a, total + 5);
         if (!out)
-            return s_fail(s, KV_ERR_SERVER, "out of memory");
+            return s_fail(s, KV_ERR_TOO_BIG, "operate: the values computed by this request are too big");
         size_t h = s_strhdr(out, bin, total);
         const uint8_t *first = code == KV_OPR_APPEND ? cur : add, *second = code == KV_OPR_APPEND ? add : cur;
         uint32_t fn = code == KV_OPR_APPEND ? curn : addn, sn = code == KV_OPR_APPEND ? addn : curn;
@@ -721,6 +750,8 @@ static int op_operate(server_t *s, req_t *r)
     int rc = s_write_policy(s, r, &p);
     if (rc != KV_OK)
         return rc;
+    if (p.exists == KV_EXISTS_REPLACE || p.exists == KV_EXISTS_REPLACE_ONLY)
+        return s_fail(s, KV_ERR_BAD_REQUEST, "operate takes the exists policies update, update-only and create-only");
     kv_mp_t ops;
     uint32_t nops;
     if (s_field(r, F_OPS, &ops) != 0 || kv_mp_read_array(&ops, &nops) != 0)
@@ -757,6 +788,8 @@ static int op_operate(server_t *s, req_t *r)
             if (op[i].nlen > KV_BIN_NAME_MAX)
                 return s_fail(s, KV_ERR_BIN_NAME, "bin name '%.*s' is %u bytes, limit is %d", (int) op[i].nlen,
                               op[i].name, op[i].nlen, KV_BIN_NAME_MAX);
+            if (memchr(op[i].name, '\0', op[i].nlen))
+                return s_fail(s, KV_ERR_BAD_REQUEST, "op %u: bin name contains a NUL byte", i + 1);
         }
         if (needs_val) {
             op[i].val = ops.p;
@@ -783,12 +816,12 @@ static int op_operate(server_t *s, req_t *r)
             return rc;
     }
     uint32_t wn = 0, wcap = r->ns->cfg.max_bins;
-    if (old)
-        kv_bins_parse(rec_bins(old), old->bins_len, s->bins_out, s->max_bins, &wn, s->why, sizeof s->why);
+    if (old && (rc = s_stored_bins(s, old, s->bins_out, &wn)) != KV_OK)
+        return rc;
     /* reads remember the value at their point in the sequence */
     kv_bin_t *reads = s->bins_new;
     uint32_t nreads = 0;
-    arena_t arena = {.n = 0};
+    arena_t arena = {.n = 0, .limit = ARENA_RECORDS * r->ns->cfg.max_record_size};
     for (uint32_t i = 0; i < nops; i++) {
         if (op[i].code == KV_OPR_READ) {
             int j = kv_bins_find(s->bins_out, wn, op[i].name, op[i].nlen);
@@ -1489,6 +1522,59 @@ void server_test(bool verbose)
     kv_hdr_encode(&rh, hdr);
     server_handle(s, hdr, sizeof hdr, (const uint8_t *) "\xdd\xff\xff", 3, &rh);
     assert(rh.status == KV_ERR_BAD_REQUEST);
+    /* operate: a bin name with a NUL byte is refused (it could not be read
+     * back), and so are the replace policies */
+    kv_req_init(&req, KV_OP_OPERATE);
+    kv_req_record(&req, "test", "users", &k, false);
+    pk = kv_req_field(&req, "ops");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_int(pk, KV_OPR_WRITE);
+    kv_mp_pack_strn(pk, "a\0b", 3);
+    msgpack_pack_int(pk, 1);
+    assert(s_call(s, &req, &rep) == KV_ERR_BAD_REQUEST);
+    kv_req_init(&req, KV_OP_OPERATE);
+    kv_req_record(&req, "test", "users", &k, false);
+    kv_req_int(&req, "exists", KV_EXISTS_REPLACE);
+    pk = kv_req_field(&req, "ops");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int(pk, KV_OPR_TOUCH);
+    assert(s_call(s, &req, &rep) == KV_ERR_BAD_REQUEST);
+    /* the values one operate computes are bounded: 256 appends of a
+     * near-limit string stop with RECORD_TOO_BIG and change nothing */
+    kv_req_init(&req, KV_OP_OPERATE);
+    kv_req_record(&req, "test", "users", &k, false);
+    pk = kv_req_field(&req, "ops");
+    msgpack_pack_array(pk, 256);
+    msgpack_pack_array(pk, 3);
+    msgpack_pack_int(pk, KV_OPR_WRITE);
+    kv_mp_pack_cstr(pk, "s");
+    char nearly[900];
+    memset(nearly, 'y', sizeof nearly - 1);
+    nearly[sizeof nearly - 1] = 0;
+    kv_mp_pack_cstr(pk, nearly);
+    for (int j = 1; j < 256; j++) {
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_int(pk, KV_OPR_APPEND);
+        kv_mp_pack_cstr(pk, "s");
+        kv_mp_pack_cstr(pk, "");
+    }
+    assert(s_call(s, &req, &rep) == KV_ERR_TOO_BIG);
+    /* a write without a key may not move an existing record to another set */
+    kv_req_init(&req, KV_OP_PUT);
+    kv_req_record(&req, "test", "users", &k, false); /* digest of users/alice, no key */
+    kv_req_str(&req, "set", "evil", 4);
+    s_put_str(&req, "x", "1");
+    assert(s_call(s, &req, &rep) == KV_ERR_BAD_REQUEST); /* "set" given twice */
+    kv_req_t bad;
+    kv_req_init(&bad, KV_OP_PUT);
+    assert(kv_digest("users", 5, &k, bad.hdr.digest) == 0);
+    bad.hdr.pid = kv_partition(bad.hdr.digest);
+    kv_req_str(&bad, "ns", "test", 4);
+    kv_req_str(&bad, "set", "evil", 4);
+    s_put_str(&bad, "x", "1");
+    assert(s_call(s, &bad, &rep) == KV_ERR_BAD_REQUEST);
     /* delete: then not found */
     kv_req_init(&req, KV_OP_DELETE);
     kv_req_record(&req, "test", "users", &k, false);

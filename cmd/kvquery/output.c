@@ -65,11 +65,14 @@ static void s_print_table_row(kq_t *q, json_t *rec)
     json_t *key = json_object_get(rec, "key");
     if (!key)
         key = json_object_get(rec, "digest");
-    char *ks = json_is_string(key) ? strdup(json_string_value(key)) : s_compact(key);
-    char *bins = s_compact(json_object_get(rec, "bins") ? json_object_get(rec, "bins") : json_object());
-    printf("%-12s %-20s %5lld %10lld  %s\n", json_string_value(json_object_get(rec, "set")), ks ? ks : "",
+    json_t *set = json_object_get(rec, "set"), *bv = json_object_get(rec, "bins");
+    char *ks = !key ? strdup("?") : json_is_string(key) ? strdup(json_string_value(key)) : s_compact(key);
+    char *ss = json_is_string(set) ? strdup(json_string_value(set)) : s_compact(set ? set : json_null());
+    char *bins = bv ? s_compact(bv) : strdup("{}");
+    printf("%-12s %-20s %5lld %10lld  %s\n", ss ? ss : "", ks ? ks : "",
            (long long) json_integer_value(json_object_get(rec, "gen")),
            (long long) json_integer_value(json_object_get(rec, "ttl")), bins ? bins : "");
+    free(ss);
     free(ks);
     free(bins);
 }

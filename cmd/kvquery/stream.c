@@ -377,9 +377,21 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
         kv_req_int(req, "ttl", ttl);
     kv_req_int(req, "exists", q->exists_set ? q->exists : KV_EXISTS_REPLACE);
     msgpack_packer *pk = kv_req_field(req, "bins");
-    msgpack_pack_map(pk, (uint32_t) json_object_size(jbins));
     const char *name;
     json_t *val;
+    if (json_object_size(jbins) == 1 && json_object_iter_key(json_object_iter(jbins))[0] == '$') {
+        /* bins export wrote as a tagged map ({"$map":[...]}, e.g. a single
+         * bin whose name starts with '$'): convert it whole; the node checks
+         * the names */
+        char inner[256];
+        if (kv_json_to_mp(jbins, pk, inner, sizeof inner) != 0) {
+            snprintf(why, whylen, "\"bins\": %s", inner);
+            goto out;
+        }
+        rc = 0;
+        goto out;
+    }
+    msgpack_pack_map(pk, (uint32_t) json_object_size(jbins));
     json_object_foreach(jbins, name, val) {
         if (strlen(name) == 0 || strlen(name) > KV_BIN_NAME_MAX) {
             snprintf(why, whylen, "bin name '%s' must be 1 to %d bytes", name, KV_BIN_NAME_MAX);

@@ -380,3 +380,13 @@ print("{\"set\":\"h\",\"key\":\"after\",\"bins\":{\"v\":1}}")
     run -0 kvquery get test k without v
     assert_output '{"ns":"test","set":"k","key":"without","gen":1,"ttl":-1,"bins":{"v":2}}'
 }
+
+@test "a record whose only bin starts with '\$' survives export and import" {
+    run -0 kvquery put test dollar k1 '$price:int=5'
+    kvquery export test dollar > "$BATS_TEST_TMPDIR/before"
+    assert_equal "$(cat "$BATS_TEST_TMPDIR/before")" '{"ns":"test","set":"dollar","key":"k1","gen":1,"ttl":-1,"bins":{"$map":[["$price",5]]}}'
+    run -0 kvquery delete test dollar k1
+    run -0 kvquery import test < "$BATS_TEST_TMPDIR/before"
+    run -0 kvquery get test dollar k1 '$price'
+    assert_output '{"ns":"test","set":"dollar","key":"k1","gen":1,"ttl":-1,"bins":{"$map":[["$price",5]]}}'
+}
