@@ -104,7 +104,7 @@ fuzz: deps
 	$(call install_missing,$(FUZZ_DEB_PKGS))
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" -Icommon \
-		-fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags $(PKGS)) \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS)) \
 		-o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) \
 		$(filter-out cmd/kvnode/main.c,$(wildcard cmd/kvnode/*.c)) $(LIBS)
 	build/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
