@@ -274,6 +274,11 @@ int kv_json_to_mp(const json_t *v, msgpack_packer *pk, char *why, size_t whylen)
     return s_to(v, pk, why, whylen, 0);
 }
 
+int kv_json_bins_to_mp(const json_t *bins, msgpack_packer *pk, char *why, size_t whylen)
+{
+    return s_to(bins, pk, why, whylen, -1); /* the map itself is level -1; its values level 0 */
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;

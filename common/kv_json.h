@@ -22,6 +22,9 @@
 json_t *kv_json_from_mp(const uint8_t *buf, size_t len);
 /* JSON value -> MessagePack into pk.  Returns 0, or -1 with a reason. */
 int kv_json_to_mp(const json_t *v, msgpack_packer *pk, char *why, size_t whylen);
+/* A record's bins object (plain, or tagged {"$map":...}) -> MessagePack,
+ * counting nesting from the bin values, as the server does. */
+int kv_json_bins_to_mp(const json_t *bins, msgpack_packer *pk, char *why, size_t whylen);
 
 /* Compact JSON text of v (object order kept), with each float written in
  * the shortest form that reads back to the same double.  Caller frees. */

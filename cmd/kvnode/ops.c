@@ -63,6 +63,16 @@ static int s_check_gen(server_t *s, const wpolicy_t *p, const kv_rec_t *old)
     return KV_OK;
 }
 
+/* Without a key the set cannot be checked against the digest, so a write
+ * to an existing record must name the record's own set. */
+static int s_check_set(server_t *s, const req_t *r, const kv_rec_t *old)
+{
+    if (old && !r->key_checked && (old->set_len != r->set_len || memcmp(rec_set(old), r->set, r->set_len) != 0))
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "set '%.*s' does not match the record's set '%.*s'", (int) r->set_len,
+                        r->set, (int) old->set_len, rec_set(old));
+    return KV_OK;
+}
+
 /* Build a record from bins (copying them); checks size and memory limits.
  * The caller installs it with s_install_record, after it no longer needs
  * pointers into the old record (store_put frees it). */
@@ -73,11 +83,6 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     if (n > ns->cfg.max_bins)
         return srv_fail(s, KV_ERR_TOO_MANY_BINS, "record would have %u bins, limit is %u", n, ns->cfg.max_bins);
     uint64_t bins_len = kv_bins_size(bins, n);
-    /* Without a key the set cannot be checked against the digest, so a
-     * write may not move an existing record to another set. */
-    if (old && !r->key_checked && (old->set_len != r->set_len || memcmp(rec_set(old), r->set, r->set_len) != 0))
-        return srv_fail(s, KV_ERR_BAD_REQUEST, "set '%.*s' does not match the record's set '%.*s'", (int) r->set_len,
-                      r->set, (int) old->set_len, rec_set(old));
     const uint8_t *key = r->key;
     uint32_t key_len = r->key_len;
     int key_type = r->key_type;
@@ -299,6 +304,8 @@ int op_put(server_t *s, req_t *r)
     if (rc != KV_OK)
         return rc;
     kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
+    if ((rc = s_check_set(s, r, old)) != KV_OK)
+        return rc;
     if (old && p.exists == KV_EXISTS_CREATE_ONLY)
         return srv_fail(s, KV_ERR_EXISTS, "record exists");
     if (!old && (p.exists == KV_EXISTS_UPDATE_ONLY || p.exists == KV_EXISTS_REPLACE_ONLY))
@@ -350,6 +357,8 @@ static int s_existing_for_write(server_t *s, req_t *r, wpolicy_t *p, kv_rec_t **
     *rec = store_get(r->ns, r->h->digest, r->now);
     if (!*rec)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
+    if ((rc = s_check_set(s, r, *rec)) != KV_OK)
+        return rc;
     return s_check_gen(s, p, *rec);
 }
 
@@ -583,6 +592,8 @@ int op_operate(server_t *s, req_t *r)
             creates = true;
     }
     kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
+    if ((rc = s_check_set(s, r, old)) != KV_OK)
+        return rc;
     if (!old && !creates)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
     if (writes) {

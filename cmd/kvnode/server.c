@@ -665,6 +665,12 @@ void server_test(bool verbose)
     kv_req_str(&bad, "set", "evil", 4);
     s_put_str(&bad, "x", "1");
     assert(s_call(s, &bad, &rep) == KV_ERR_BAD_REQUEST);
+    kv_req_init(&bad, KV_OP_DELETE); /* nor delete or touch it under another set */
+    assert(kv_digest("users", 5, &k, bad.hdr.digest) == 0);
+    bad.hdr.pid = kv_partition(bad.hdr.digest);
+    kv_req_str(&bad, "ns", "test", 4);
+    kv_req_str(&bad, "set", "evil", 4);
+    assert(s_call(s, &bad, &rep) == KV_ERR_BAD_REQUEST);
     /* delete: then not found */
     kv_req_init(&req, KV_OP_DELETE);
     kv_req_record(&req, "test", "users", &k, false);

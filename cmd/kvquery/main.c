@@ -23,7 +23,7 @@ static const char *s_usage =
     "       kvquery exists ns set key\n"
     "       kvquery delete ns set key [--gen n --gen-policy eq|gt]\n"
     "       kvquery touch ns set key [--ttl n] [--gen n --gen-policy eq|gt]\n"
-    "       kvquery operate ns set key op ... [--ttl n] [--gen n --gen-policy eq|gt]\n"
+    "       kvquery operate ns set key op ... [--ttl n] [--exists policy] [--gen n --gen-policy eq|gt]\n"
     "       kvquery batch ns set [key ...]\n"
     "       kvquery scan ns [set]\n"
     "       kvquery export ns [set]\n"

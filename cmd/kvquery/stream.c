@@ -384,7 +384,7 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
          * bin whose name starts with '$'): convert it whole; the node checks
          * the names */
         char inner[256];
-        if (kv_json_to_mp(jbins, pk, inner, sizeof inner) != 0) {
+        if (kv_json_bins_to_mp(jbins, pk, inner, sizeof inner) != 0) {
             snprintf(why, whylen, "\"bins\": %s", inner);
             goto out;
         }

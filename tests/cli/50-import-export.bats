@@ -390,3 +390,14 @@ print("{\"set\":\"h\",\"key\":\"after\",\"bins\":{\"v\":1}}")
     run -0 kvquery get test dollar k1 '$price'
     assert_output '{"ns":"test","set":"dollar","key":"k1","gen":1,"ttl":-1,"bins":{"$map":[["$price",5]]}}'
 }
+
+@test "a record whose only bin starts with '\$' and nests 24 levels survives export and import" {
+    local deep
+    deep=$(printf '%*s' 24 '' | tr ' ' '[')$(printf '%*s' 24 '' | tr ' ' ']')
+    run -0 kvquery put test dollar k2 "\$d:json=$deep"
+    kvquery export test dollar > "$BATS_TEST_TMPDIR/before"
+    run -0 kvquery delete test dollar k2
+    run -0 kvquery import test < "$BATS_TEST_TMPDIR/before"
+    kvquery export test dollar > "$BATS_TEST_TMPDIR/after"
+    diff "$BATS_TEST_TMPDIR/before" "$BATS_TEST_TMPDIR/after"
+}
