@@ -163,8 +163,7 @@ json_t *kv_json_from_mp(const uint8_t *buf, size_t len)
     return s_from(&r);
 }
 
-/* Decode base64 text; returns malloc'd bytes or NULL. */
-static uint8_t *s_unbase64(const char *s, size_t *out_len)
+uint8_t *kv_base64_decode(const char *s, size_t *out_len)
 {
     size_t sl = strlen(s);
     uint8_t *b = malloc(sl / 4 * 3 + 3);
@@ -208,7 +207,7 @@ static int s_to(const json_t *v, msgpack_packer *pk, char *why, size_t whylen, i
         if (s_is_tagged_shape(key, n)) {
             if (strcmp(key, "$bytes") == 0 || strcmp(key, "$string") == 0) {
                 size_t bl;
-                uint8_t *b = json_is_string(val) ? s_unbase64(json_string_value(val), &bl) : NULL;
+                uint8_t *b = json_is_string(val) ? kv_base64_decode(json_string_value(val), &bl) : NULL;
                 if (!b) {
                     snprintf(why, whylen, "%s needs a base64 string", key);
                     return -1;

@@ -26,6 +26,10 @@ int kv_json_to_mp(const json_t *v, msgpack_packer *pk, char *why, size_t whylen)
  * counting nesting from the bin values, as the server does. */
 int kv_json_bins_to_mp(const json_t *bins, msgpack_packer *pk, char *why, size_t whylen);
 
+/* Decode base64 text (standard alphabet, padded); malloc'd bytes the
+ * caller frees, or NULL if the text is not base64. */
+uint8_t *kv_base64_decode(const char *s, size_t *len);
+
 /* Compact JSON text of v (object order kept), with each float written in
  * the shortest form that reads back to the same double.  Caller frees. */
 char *kv_json_dumps(const json_t *v);

@@ -195,7 +195,6 @@ static void s_pack_record(server_t *s, msgpack_packer *pk, const kv_rec_t *rec, 
     kv_mp_t it = *names;
     uint32_t want, found = 0;
     kv_mp_read_array(&it, &want);
-    kv_mp_t first = it;
     for (uint32_t i = 0; i < want; i++) {
         const char *name;
         uint32_t len;
@@ -206,7 +205,6 @@ static void s_pack_record(server_t *s, msgpack_packer *pk, const kv_rec_t *rec, 
         if (found == s->max_bins)
             break;
     }
-    (void) first;
     kv_bins_pack(pk, s->bins_out, found);
 }
 
@@ -292,14 +290,10 @@ int op_put(server_t *s, req_t *r)
     int rc = s_write_policy(s, r, &p);
     if (rc != KV_OK)
         return rc;
-    kv_mp_t v;
-    if (srv_field(r, F_BINS, &v) != 0)
+    if (!r->field[F_BINS])
         return srv_fail(s, KV_ERR_BAD_REQUEST, "missing bins (field 'bins')");
-    const uint8_t *start = v.p;
-    if (kv_mp_skip(&v) != 0)
-        return srv_fail(s, KV_ERR_BAD_REQUEST, "malformed bins");
     uint32_t nnew;
-    rc = kv_bins_parse(start, (size_t) (v.p - start), s->bins_new, r->ns->cfg.max_bins, &nnew, s->why,
+    rc = kv_bins_parse(r->field[F_BINS], (size_t) (r->field_end[F_BINS] - r->field[F_BINS]), s->bins_new, r->ns->cfg.max_bins, &nnew, s->why,
                        sizeof s->why);
     if (rc != KV_OK)
         return rc;

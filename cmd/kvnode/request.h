@@ -44,7 +44,8 @@ typedef struct {
     const kv_hdr_t *h;
     const uint8_t *body;
     size_t len;
-    const uint8_t *field[F_COUNT_]; /* start of each field's value, or NULL */
+    const uint8_t *field[F_COUNT_];     /* start of each field's value, or NULL */
+    const uint8_t *field_end[F_COUNT_]; /* and its end (validated by s_parse_body) */
     kv_ns_t *ns;
     const char *set;
     uint32_t set_len;

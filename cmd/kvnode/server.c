@@ -80,6 +80,7 @@ static int s_parse_body(server_t *s, req_t *r)
             if (r->field[f])
                 return srv_fail(s, KV_ERR_BAD_REQUEST, "body: field '%s' given twice", srv_field_names[f]);
             r->field[f] = val;
+            r->field_end[f] = m.p;
         }
     }
     if (!kv_mp_eof(&m))

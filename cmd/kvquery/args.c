@@ -5,7 +5,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +40,9 @@ static int s_pack_typed(const char *type, const char *val, msgpack_packer *pk, c
             return -1;
         }
     } else if (strcmp(type, "bytes") == 0) {
-        size_t sl = strlen(val), bl;
-        uint8_t *b = malloc(sl / 4 * 3 + 3);
-        const char *bend;
-        if (!b || sodium_base642bin(b, sl / 4 * 3 + 3, val, sl, NULL, &bl, &bend, sodium_base64_VARIANT_ORIGINAL) != 0
-            || *bend) {
-            free(b);
+        size_t bl;
+        uint8_t *b = kv_base64_decode(val, &bl);
+        if (!b) {
             snprintf(why, whylen, "'%s' is not base64", val);
             return -1;
         }
