@@ -27,7 +27,11 @@ static uint32_t s_void_time(const kv_ns_t *ns, int64_t ttl, const kv_rec_t *old,
 
 static int64_t s_ttl_left(const kv_rec_t *rec, uint32_t now)
 {
-    return rec->void_time ? (int64_t) rec->void_time - now : -1;
+    if (!rec->void_time)
+        return -1;
+    /* in its last second a live record still has 1 left, never 0 (which an
+     * import would read as "the namespace default") */
+    return rec->void_time > now ? (int64_t) rec->void_time - now : 1;
 }
 
 static uint64_t s_lut(server_t *s)

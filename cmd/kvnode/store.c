@@ -115,7 +115,9 @@ static void s_delete_slot(kv_ns_t *ns, kv_part_t *p, uint32_t i)
 
 static inline bool s_expired(const kv_rec_t *r, uint32_t now)
 {
-    return r->void_time != 0 && r->void_time <= now;
+    /* A record lives through the whole second of its void time, so a TTL of
+     * n seconds gives at least n seconds and less than n + 1. */
+    return r->void_time != 0 && r->void_time < now;
 }
 
 kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
@@ -267,19 +269,24 @@ void store_test(bool verbose)
         }
     }
     assert(seen == (uint64_t) N);
-    /* at time 100 the odd records are expired: invisible to scans, then swept */
+    /* at time 101 the odd records (void time 100) are expired: invisible to
+     * scans, then swept; at 100 they still live through their last second */
+    kv_rec_t *odd = s_make(1, 100);
+    assert(store_get(ns, odd->digest, 100) != NULL);
     seen = 0;
     for (uint32_t p = 0; p < KV_PARTITIONS; p++)
-        seen += store_scan_partition(ns, p, NULL, 100, buf, N);
+        seen += store_scan_partition(ns, p, NULL, 101, buf, N);
     assert(seen == (uint64_t) N / 2);
     uint32_t swept = 0;
     for (int k = 0; k < 4; k++)
-        swept += store_sweep(ns, 100, KV_PARTITIONS / 4);
+        swept += store_sweep(ns, 101, KV_PARTITIONS / 4);
     assert(swept == (uint32_t) N / 2 && ns->records == (uint64_t) N / 2);
+    assert(store_get(ns, odd->digest, 101) == NULL);
+    free(odd);
     /* after backward-shift deletions every even record is still reachable */
     for (int i = 0; i < N; i += 2) {
         kv_rec_t *m = s_make(i, 0);
-        assert(store_get(ns, m->digest, 100) != NULL);
+        assert(store_get(ns, m->digest, 101) != NULL);
         assert(store_remove(ns, m->digest));
         free(m);
     }

@@ -11,6 +11,11 @@ gone() {
     [ "$st" -eq 1 ]
 }
 
+# clock_past S: the wall clock has passed second S.
+clock_past() {
+    [ "$(date +%s)" -gt "$1" ]
+}
+
 @test "put --ttl 1: the record expires from get, exists and scan; others stay" {
     start_node
     run -0 kvquery put test t short v=1 --ttl 1
@@ -25,6 +30,22 @@ gone() {
     assert_output '{"ns":"test","set":"t","key":"forever","gen":1,"ttl":-1,"bins":{"v":"1"}}'
     run -1 kvquery touch test t short
     run -1 kvquery delete test t short
+}
+
+@test "--ttl 1 lives at least a second: it is still there in the next second" {
+    start_node
+    # write within one wall-clock second s (retry, bounded, if the write
+    # straddles a second), wait until the clock reads s + 1 and read at once
+    for _ in $(seq 20); do
+        s0=$(date +%s)
+        kvquery put test t edge v=1 --ttl 1
+        s1=$(date +%s)
+        [ "$s0" = "$s1" ] && break
+    done
+    [ "$s0" = "$s1" ]
+    wait_until 3 clock_past "$s1"
+    run -0 kvquery get test t edge
+    assert_output --regexp '^\{"ns":"test","set":"t","key":"edge","gen":1,"ttl":1,'
 }
 
 @test "touch --ttl 1 makes a record that never expired expire" {
