@@ -9,7 +9,7 @@ CFLAGS   ?= -O2 -g
 SANITIZE ?=
 VERSION  := 0.1.0
 
-PKGS     := libzmq libsodium msgpack jansson
+PKGS     := libzmq libsodium msgpack jansson zlib
 # Warnings and language level come after the user's CFLAGS so they cannot be
 # dropped by overriding CFLAGS.
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
@@ -25,7 +25,8 @@ COMMON_OBJ := $(COMMON_SRC:%.c=build/%.o)
 # Each program is cmd/NAME/main.c plus the other files of cmd/NAME/.
 parts = $(patsubst %.c,build/%.o,$(filter-out cmd/$(1)/main.c,$(wildcard cmd/$(1)/*.c)))
 MANPAGES := $(wildcard man/*.[1-9])
-TOOLS    := bin/kvselftest build/tests/kvgarbage
+# test tools: every tests/tools/NAME.c becomes build/tests/NAME
+TOOLS    := bin/kvselftest $(patsubst tests/tools/%.c,build/tests/%,$(wildcard tests/tools/*.c))
 
 all: $(addprefix bin/,$(PROGRAMS))
 
@@ -55,7 +56,7 @@ bin/kvselftest: build/tests/unit/selftest.o $(foreach p,$(PROGRAMS),$(call parts
 	@echo "LD $@"
 	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-build/tests/kvgarbage: build/tests/tools/kvgarbage.o build/libkv.a
+build/tests/%: build/tests/tools/%.o build/libkv.a
 	@echo "LD $@"
 	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -67,7 +68,7 @@ build/tests/zmq_echo: build/tests/bench/zmq_echo.o
 
 # Debian packages the build, tests and demo need; installs only what is missing.
 DEB_PKGS := build-essential pkg-config libzmq3-dev libczmq-dev libsodium-dev \
-	libmsgpack-dev libjansson-dev bats bats-support bats-assert mandoc python3
+	libmsgpack-dev libjansson-dev zlib1g-dev bats bats-support bats-assert mandoc python3
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 define install_missing
 	@missing=$$(for p in $(1); do \
@@ -87,12 +88,25 @@ test: deps
 	$(MAKE) all $(TOOLS)
 	tests/run
 
+# fault suites (kill -9 under load, long defragmentation runs): slow, so
+# not part of make test
+fault: deps
+	$(MAKE) all $(TOOLS)
+	tests/run tests/fault
+
 # kvnode against Redis and a bare ZeroMQ echo (slow; not part of make test).
 BENCH_DEB_PKGS := redis-server redis-tools util-linux
 bench: deps
 	$(call install_missing,$(BENCH_DEB_PKGS))
 	$(MAKE) all build/tests/zmq_echo
 	tests/bench/compare.py $(BENCH_ARGS)
+
+# the file storage engine: durable writes against Redis with
+# appendfsync always, index bytes per record, start-up time, defrag
+bench-storage: deps
+	$(call install_missing,$(BENCH_DEB_PKGS))
+	$(MAKE) all
+	tests/bench/storage.py $(BENCH_ARGS)
 
 demo: deps
 	$(MAKE) all
@@ -124,4 +138,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test demo bench fuzz install uninstall clean
+.PHONY: all deps test fault demo bench bench-storage fuzz install uninstall clean

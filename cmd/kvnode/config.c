@@ -1,5 +1,6 @@
 /* config: parse --ns specifications and kvnode configuration files. */
 #include "config.h"
+#include "disk.h"
 #include "kv_util.h"
 #include <assert.h>
 #include <errno.h>
@@ -22,6 +23,63 @@ void config_ns_defaults(kv_ns_config_t *ns, const char *name)
     ns->max_record_size = 1 << 20;
     ns->memory_limit = 4ull << 30;
     ns->max_bins = 256;
+    ns->storage = KV_STORAGE_UNSET;
+    ns->flush_ms = 1000;
+    ns->write_block = 8u << 20;
+    ns->defrag_lwm = 50;
+    ns->disk_limit = 4ull << 30;
+}
+
+static int s_set_bool(const char *key, const char *val, bool *out, char *why, size_t whylen)
+{
+    if (strcmp(val, "true") == 0)
+        *out = true;
+    else if (strcmp(val, "false") == 0)
+        *out = false;
+    else {
+        snprintf(why, whylen, "%s '%s' must be true or false", key, val);
+        return -1;
+    }
+    return 0;
+}
+
+/* The keys that only a namespace stored in a file takes. */
+static int s_set_file_key(kv_ns_config_t *ns, const char *key, const char *val, char *why, size_t whylen)
+{
+    uint64_t u;
+    int64_t i;
+    if (strcmp(key, "commit-to-device") == 0) {
+        if (s_set_bool(key, val, &ns->commit_to_device, why, whylen) != 0)
+            return -1;
+    } else if (strcmp(key, "flush-ms") == 0) {
+        if (kv_parse_int(val, 1, 60000, &i) != 0) {
+            snprintf(why, whylen, "flush-ms '%s' must be an integer from 1 to 60000", val);
+            return -1;
+        }
+        ns->flush_ms = (uint32_t) i;
+    } else if (strcmp(key, "write-block") == 0) {
+        if (kv_parse_size(val, &u) != 0 || u < (64u << 10) || u > (8u << 20) || (u & (u - 1)) != 0) {
+            snprintf(why, whylen, "write-block '%s' must be a power of two from 64K to 8M", val);
+            return -1;
+        }
+        ns->write_block = (uint32_t) u;
+    } else if (strcmp(key, "defrag-lwm") == 0) {
+        if (kv_parse_int(val, 1, 99, &i) != 0) {
+            snprintf(why, whylen, "defrag-lwm '%s' must be a percentage from 1 to 99", val);
+            return -1;
+        }
+        ns->defrag_lwm = (uint32_t) i;
+    } else if (strcmp(key, "disk") == 0) {
+        if (kv_parse_size(val, &u) != 0 || u == 0) {
+            snprintf(why, whylen, "disk '%s' must be a size (e.g. 512M, 4G)", val);
+            return -1;
+        }
+        ns->disk_limit = u;
+    } else
+        return 1;
+    if (!ns->file_key[0])
+        snprintf(ns->file_key, sizeof ns->file_key, "%s", key);
+    return 0;
 }
 
 static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why, size_t whylen)
@@ -40,6 +98,7 @@ static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why
             return -1;
         }
         ns->max_record_size = u;
+        ns->max_record_size_set = true;
     } else if (strcmp(key, "memory") == 0) {
         if (kv_parse_size(val, &u) != 0 || u < (1u << 20)) {
             snprintf(why, whylen, "memory '%s' must be a size of at least 1M (e.g. 512M, 4G)", val);
@@ -52,10 +111,23 @@ static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why
             return -1;
         }
         ns->max_bins = (uint32_t) i;
+    } else if (strcmp(key, "storage") == 0) {
+        if (strcmp(val, "memory") == 0)
+            ns->storage = KV_STORAGE_MEMORY;
+        else if (strcmp(val, "file") == 0)
+            ns->storage = KV_STORAGE_FILE;
+        else {
+            snprintf(why, whylen, "storage '%s' must be memory or file", val);
+            return -1;
+        }
     } else {
-        snprintf(why, whylen, "unknown namespace key '%s' (keys: default-ttl, max-record-size, memory, max-bins)",
-                 key);
-        return -1;
+        int rc = s_set_file_key(ns, key, val, why, whylen);
+        if (rc > 0)
+            snprintf(why, whylen,
+                     "unknown namespace key '%s' (keys: default-ttl, max-record-size, memory, max-bins, storage, "
+                     "commit-to-device, flush-ms, write-block, defrag-lwm, disk)",
+                     key);
+        return rc == 0 ? 0 : -1;
     }
     return 0;
 }
@@ -107,6 +179,7 @@ int config_add_ns(node_config_t *cfg, const char *spec, char *why, size_t whylen
             goto done;
         }
     }
+    snprintf(cfg->origin[cfg->n_ns], sizeof cfg->origin[0], "--ns %.300s", spec);
     cfg->ns[cfg->n_ns++] = ns;
     rc = 0;
 done:
@@ -147,13 +220,20 @@ int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen)
                 rc = -1;
             } else
                 snprintf(cfg->listen, sizeof cfg->listen, "%s", val);
+        } else if (strcmp(key, "data") == 0) {
+            if (strlen(val) >= sizeof cfg->data) {
+                snprintf(why, whylen, "%s:%d: data directory name too long", path, lineno);
+                rc = -1;
+            } else
+                snprintf(cfg->data, sizeof cfg->data, "%s", val);
         } else if (strcmp(key, "ns") == 0) {
             if (config_add_ns(cfg, val, inner, sizeof inner) != 0) {
                 snprintf(why, whylen, "%s:%d: %s", path, lineno, inner);
                 rc = -1;
-            }
+            } else
+                snprintf(cfg->origin[cfg->n_ns - 1], sizeof cfg->origin[0], "%.300s:%d", path, lineno);
         } else {
-            snprintf(why, whylen, "%s:%d: unknown option '%s' (options: listen, ns)", path, lineno, key);
+            snprintf(why, whylen, "%s:%d: unknown option '%s' (options: data, listen, ns)", path, lineno, key);
             rc = -1;
         }
     }
@@ -163,6 +243,43 @@ int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen)
     }
     fclose(f);
     return rc;
+}
+
+int config_finish(node_config_t *cfg, char *why, size_t whylen)
+{
+    for (int i = 0; i < cfg->n_ns; i++) {
+        kv_ns_config_t *ns = &cfg->ns[i];
+        if (ns->storage == KV_STORAGE_UNSET)
+            ns->storage = cfg->data[0] ? KV_STORAGE_FILE : KV_STORAGE_MEMORY;
+        if (ns->storage == KV_STORAGE_FILE && !cfg->data[0]) {
+            snprintf(why, whylen, "%s: namespace '%s': storage=file needs a data directory (-d DIR)", cfg->origin[i], ns->name);
+            return -1;
+        }
+        if (ns->storage == KV_STORAGE_MEMORY && ns->file_key[0]) {
+            snprintf(why, whylen, "%s: namespace '%s': %s applies only to storage=file", cfg->origin[i], ns->name,
+                     ns->file_key);
+            return -1;
+        }
+        if (ns->storage != KV_STORAGE_FILE)
+            continue;
+        uint64_t fit = disk_max_record(ns->write_block);
+        if (ns->max_record_size > fit) {
+            if (ns->max_record_size_set) {
+                snprintf(why, whylen,
+                         "%s: namespace '%s': max-record-size %llu does not fit in write-block %u (at most %llu)",
+                         cfg->origin[i], ns->name, (unsigned long long) ns->max_record_size, ns->write_block,
+                         (unsigned long long) fit);
+                return -1;
+            }
+            ns->max_record_size = fit;
+        }
+        if (ns->disk_limit < 16ull * ns->write_block) {
+            snprintf(why, whylen, "%s: namespace '%s': disk %llu is less than 16 write blocks of %u bytes", cfg->origin[i], ns->name,
+                     (unsigned long long) ns->disk_limit, ns->write_block);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 void config_test(bool verbose)
@@ -184,6 +301,29 @@ void config_test(bool verbose)
     assert(config_add_ns(&cfg, "x,memory", why, sizeof why) == -1 && strstr(why, "key=value"));
     assert(config_add_ns(&cfg, "x,memory= -5", why, sizeof why) == -1 && strstr(why, "memory ' -5'"));
     assert(config_add_ns(&cfg, "bad name", why, sizeof why) == -1);
+    assert(config_add_ns(&cfg, "x,storage=disk", why, sizeof why) == -1 && strstr(why, "memory or file"));
+    assert(config_add_ns(&cfg, "x,write-block=96K", why, sizeof why) == -1 && strstr(why, "power of two"));
+    assert(config_add_ns(&cfg, "x,defrag-lwm=100", why, sizeof why) == -1 && strstr(why, "1 to 99"));
+    assert(config_add_ns(&cfg, "x,commit-to-device=yes", why, sizeof why) == -1 && strstr(why, "true or false"));
+    /* storage follows the data directory unless given; file keys need a file */
+    config_init(&cfg);
+    assert(config_add_ns(&cfg, "f,storage=file,write-block=64K,disk=1M", why, sizeof why) == 0);
+    assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "needs a data directory"));
+    snprintf(cfg.data, sizeof cfg.data, "/tmp");
+    assert(config_finish(&cfg, why, sizeof why) == 0 && cfg.ns[0].storage == KV_STORAGE_FILE);
+    assert(cfg.ns[0].max_record_size == disk_max_record(64 << 10));
+    config_init(&cfg);
+    assert(config_add_ns(&cfg, "m,storage=memory,flush-ms=5", why, sizeof why) == 0);
+    assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "flush-ms applies only to storage=file"));
+    config_init(&cfg);
+    snprintf(cfg.data, sizeof cfg.data, "/tmp");
+    assert(config_add_ns(&cfg, "f,write-block=64K,max-record-size=64K", why, sizeof why) == 0);
+    assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "does not fit"));
+    config_init(&cfg);
+    snprintf(cfg.data, sizeof cfg.data, "/tmp");
+    assert(config_add_ns(&cfg, "f,write-block=1M,disk=8M", why, sizeof why) == 0);
+    assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "16 write blocks"));
+    config_init(&cfg);
     assert(config_add_ns(&cfg, "", why, sizeof why) == -1);
     /* file: a good one, then errors name the file and line */
     char path[] = "/tmp/kvnode-config-test-XXXXXX";

@@ -3,7 +3,7 @@
  * A namespace is "NAME[,key=value...]" on the command line (--ns) and
  * "ns NAME[,key=value...]" in a file; the keys are the same.  A file has
  * one option per line, named like the long option without its dashes
- * ("listen ENDPOINT", "ns SPEC"); '#' starts a comment. */
+ * ("data DIR", "listen ENDPOINT", "ns SPEC"); '#' starts a comment. */
 #ifndef KVNODE_CONFIG_H
 #define KVNODE_CONFIG_H
 
@@ -12,7 +12,9 @@
 
 typedef struct {
     char listen[256];
+    char data[1024];  /* data directory, or "" */
     kv_ns_config_t ns[KV_MAX_NS];
+    char origin[KV_MAX_NS][320]; /* where each was given: "--ns SPEC" or "FILE:LINE" */
     int n_ns;
 } node_config_t;
 
@@ -24,6 +26,9 @@ void config_ns_defaults(kv_ns_config_t *ns, const char *name);
 int config_add_ns(node_config_t *cfg, const char *spec, char *why, size_t whylen);
 /* Read a configuration file.  0, or -1 with "FILE:LINE: reason". */
 int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen);
+/* After every source is read: decide each namespace's storage and check
+ * what depends on the data directory and the write block.  0, or -1. */
+int config_finish(node_config_t *cfg, char *why, size_t whylen);
 
 void config_test(bool verbose);
 

@@ -1,5 +1,6 @@
 /* kvnode: the kvstore storage node (see kvnode(1)). */
 #include "config.h"
+#include "disk.h"
 #include "kv_util.h"
 #include "server.h"
 #include <errno.h>
@@ -21,7 +22,7 @@ static void s_on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kvnode [-hV] [-c file] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]\n");
+    fprintf(out, "usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]\n");
 }
 
 static void help(void)
@@ -29,13 +30,16 @@ static void help(void)
     usage(stdout);
     printf("\n"
            "  -l, --listen ENDPOINT   ZeroMQ endpoint to serve (default %s)\n"
+           "  -d, --data DIR          keep namespaces in files in DIR (locked; created if missing)\n"
            "      --ns SPEC           serve namespace NAME[,key=value...]; repeatable\n"
-           "                          keys: default-ttl, max-record-size, memory, max-bins\n"
-           "  -c, --config FILE       read options from FILE (lines: listen ENDPOINT, ns SPEC)\n"
+           "                          keys: default-ttl, max-record-size, memory, max-bins, storage,\n"
+           "                          commit-to-device, flush-ms, write-block, defrag-lwm, disk\n"
+           "  -c, --config FILE       read options from FILE (lines: data DIR, listen ENDPOINT, ns SPEC)\n"
            "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
            "  -h, --help              show this help\n"
            "  -V, --version           show the version\n"
-           "With no namespace given, kvnode serves one in-memory namespace 'test'.\n"
+           "With no namespace given, kvnode serves one namespace 'test', in DIR if -d is given,\n"
+           "in memory otherwise.\n"
            "See kvnode(1).\n",
            KVNODE_DEFAULT_ENDPOINT);
 }
@@ -59,6 +63,7 @@ int main(int argc, char **argv)
     argv[0] = (char *) kv_progname; /* getopt names the program from argv[0] */
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
+        {"data", required_argument, NULL, 'd'},
         {"ns", required_argument, NULL, 'n'},
         {"config", required_argument, NULL, 'c'},
         {"ready-file", required_argument, NULL, 'r'},
@@ -66,12 +71,13 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen = NULL, *config = NULL, *ready = NULL;
+    const char *listen = NULL, *config = NULL, *ready = NULL, *data = NULL;
     const char *specs[argc];
     int nspecs = 0, c;
-    while ((c = getopt_long(argc, argv, "hVl:c:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hVl:c:d:", longopts, NULL)) != -1) {
         switch (c) {
         case 'l': listen = optarg; break;
+        case 'd': data = optarg; break;
         case 'n': specs[nspecs++] = optarg; break;
         case 'c': config = optarg; break;
         case 'r': ready = optarg; break;
@@ -95,10 +101,23 @@ int main(int argc, char **argv)
             kv_die(2, "--ns %s: %s", specs[i], why);
     if (listen)
         snprintf(cfg.listen, sizeof cfg.listen, "%s", listen);
+    if (data) {
+        if (!data[0] || strlen(data) >= sizeof cfg.data)
+            kv_die(2, "-d '%s': expected a directory name", data);
+        snprintf(cfg.data, sizeof cfg.data, "%s", data);
+    }
     if (cfg.n_ns == 0) {
         config_ns_defaults(&cfg.ns[0], "test");
+        snprintf(cfg.origin[0], sizeof cfg.origin[0], "the default namespace");
         cfg.n_ns = 1;
     }
+    if (config_finish(&cfg, why, sizeof why) != 0)
+        kv_die(2, "%s", why);
+    bool files = false;
+    for (int i = 0; i < cfg.n_ns; i++)
+        files |= cfg.ns[i].storage == KV_STORAGE_FILE;
+    if (files && disk_lock_dir(cfg.data, why, sizeof why) != 0)
+        kv_die(1, "%s", why);
     if (sodium_init() < 0)
         kv_die(1, "cannot initialise libsodium");
 
@@ -109,9 +128,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    server_t *srv = server_new(cfg.ns, cfg.n_ns);
+    server_t *srv = server_new(cfg.ns, cfg.n_ns, cfg.data, why, sizeof why);
     if (!srv)
-        kv_die(1, "out of memory");
+        kv_die(1, "%s", why);
     if (server_bind(srv, cfg.listen, why, sizeof why) != 0) {
         server_destroy(&srv);
         kv_die(1, "%s", why);

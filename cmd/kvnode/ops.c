@@ -3,6 +3,7 @@
  * info.  Each returns a status; on success it has packed the reply body,
  * on failure srv_fail has set the reason. */
 #include "request.h"
+#include "disk.h"
 #include "kv_digest.h"
 #include "kv_err.h"
 #include "kv_mp.h"
@@ -130,8 +131,17 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
 {
     if (store_put(r->ns, rec) != 0) {
         free(rec);
-        return srv_fail(s, KV_ERR_NS_FULL, "out of memory");
+        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
     }
+    return KV_OK;
+}
+
+/* Delete the live record old (a file namespace keeps a tombstone one
+ * generation newer). */
+static int s_delete_record(server_t *s, req_t *r, const kv_rec_t *old)
+{
+    if (store_remove(r->ns, r->h->digest, old->gen == UINT32_MAX ? 1 : old->gen + 1, s_lut(s)) < 0)
+        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
     return KV_OK;
 }
 
@@ -330,7 +340,8 @@ int op_put(server_t *s, req_t *r)
     if (n == 0) {
         if (!old)
             return srv_fail(s, KV_ERR_BAD_REQUEST, "a record needs at least one bin");
-        store_remove(r->ns, r->h->digest); /* every bin deleted: the record goes */
+        if ((rc = s_delete_record(s, r, old)) != KV_OK) /* every bin deleted: the record goes */
+            return rc;
         msgpack_pack_map(&s->pk, 1);
         kv_mp_pack_cstr(&s->pk, "deleted");
         msgpack_pack_true(&s->pk);
@@ -367,7 +378,8 @@ int op_delete(server_t *s, req_t *r)
     int rc = s_existing_for_write(s, r, &p, &old);
     if (rc != KV_OK)
         return rc;
-    store_remove(r->ns, r->h->digest);
+    if ((rc = s_delete_record(s, r, old)) != KV_OK)
+        return rc;
     msgpack_pack_map(&s->pk, 0);
     return KV_OK;
 }
@@ -382,6 +394,8 @@ int op_touch(server_t *s, req_t *r)
     rec->void_time = s_void_time(r->ns, p.ttl, rec, r->now);
     rec->gen = rec->gen == UINT32_MAX ? 1 : rec->gen + 1;
     rec->lut = s_lut(s);
+    if (store_rewrite(r->ns, rec) != 0)
+        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
     msgpack_pack_map(&s->pk, 2);
     s_pack_meta(&s->pk, rec, r->now);
     return KV_OK;
@@ -653,8 +667,8 @@ int op_operate(server_t *s, req_t *r)
     kv_bins_pack(&s->pk, reads, nr);
     s_arena_free(&arena);
     if (deleted)
-        store_remove(r->ns, r->h->digest);
-    else if (rec)
+        return s_delete_record(s, r, old);
+    if (rec)
         return s_install_record(s, r, rec);
     return KV_OK;
 }
@@ -742,7 +756,8 @@ int op_scan(server_t *s, req_t *r)
     /* Walk partitions; within one, take records in digest order after the
      * cursor.  Records filtered out by set still advance the cursor. */
     while (pid < pto && !full) {
-        uint32_t got = store_scan_partition(r->ns, (uint32_t) pid, after, r->now, s->scan_buf, (uint32_t) max);
+        bool more;
+        uint32_t got = store_scan_partition(r->ns, (uint32_t) pid, after, r->now, s->scan_buf, (uint32_t) max, &more);
         for (uint32_t i = 0; i < got; i++) {
             const kv_rec_t *rec = s->scan_buf[i];
             last = rec;
@@ -754,7 +769,7 @@ int op_scan(server_t *s, req_t *r)
                 break;
             }
         }
-        if (!full && got == (uint32_t) max) { /* partition may hold more: continue in it */
+        if (!full && more) { /* the partition holds more: continue in it */
             after = last->digest;
             continue;
         }
@@ -781,11 +796,13 @@ int op_scan(server_t *s, req_t *r)
 
 static void s_pack_ns(msgpack_packer *pk, const kv_ns_t *ns)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 9 + (ns->disk ? (uint32_t) disk_stats_count() : 0));
     kv_mp_pack_cstr(pk, "name");
     kv_mp_pack_cstr(pk, ns->cfg.name);
     kv_mp_pack_cstr(pk, "storage");
-    kv_mp_pack_cstr(pk, "memory");
+    kv_mp_pack_cstr(pk, ns->disk ? "file" : "memory");
+    if (ns->disk)
+        disk_pack_stats(ns->disk, pk);
     kv_mp_pack_cstr(pk, "records");
     msgpack_pack_uint64(pk, ns->records);
     kv_mp_pack_cstr(pk, "memory_used");

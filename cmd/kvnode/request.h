@@ -29,6 +29,9 @@ struct server {
     msgpack_sbuffer reply;
     msgpack_packer pk;
     char why[512];
+    bool defer;                  /* the request wrote to a commit-to-device namespace */
+    struct deferred *deferred;   /* replies waiting for a flush (group commit) */
+    uint32_t n_deferred, cap_deferred;
 };
 
 typedef enum {

@@ -1,6 +1,7 @@
 /* server: kvnode's request loop: receive, check framing and header,
  * locate the body's fields, dispatch to the operations (ops.c), reply. */
 #include "request.h"
+#include "disk.h"
 #include "kv_client.h"
 #include "kv_digest.h"
 #include "kv_err.h"
@@ -218,7 +219,12 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         rc = s_resolve_ns(s, &r);
     if (rc != KV_OK)
         return rc;
-    return s_ops[h->op].fn(s, &r);
+    if (!r.ns || !r.ns->disk || !r.ns->cfg.commit_to_device)
+        return s_ops[h->op].fn(s, &r);
+    uint64_t before = disk_appended(r.ns->disk);
+    rc = s_ops[h->op].fn(s, &r);
+    s->defer = disk_appended(r.ns->disk) != before;
+    return rc;
 }
 
 void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *body, size_t blen,
@@ -226,6 +232,7 @@ void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *
 {
     msgpack_sbuffer_clear(&s->reply);
     s->why[0] = '\0';
+    s->defer = false;
     int rc = kv_hdr_decode(rh, hdr, hlen, s->why, sizeof s->why);
     if (rc == KV_OK) {
         rc = s_dispatch(s, rh, body, blen);
@@ -254,6 +261,80 @@ const uint8_t *server_reply_body(const server_t *s, size_t *len)
     return (const uint8_t *) s->reply.data;
 }
 
+/* A reply held back until the writes it acknowledges are flushed: its
+ * envelope, header and body, sent as they are after the flush (or with
+ * IN_DOUBT if the flush fails). */
+struct deferred {
+    zmq_msg_t env[MAX_FRAMES];
+    int n_env;
+    kv_hdr_t rh;
+    zmq_msg_t body;
+};
+
+/* Keep the reply to the request just served (envelope f[0..d]) for after
+ * the flush.  -1 if there is no room (then it is sent at once after a
+ * flush of its own). */
+static int s_defer(server_t *s, zmq_msg_t *f, int d, const kv_hdr_t *rh)
+{
+    if (s->n_deferred == s->cap_deferred) {
+        uint32_t cap = s->cap_deferred ? 2 * s->cap_deferred : 256;
+        struct deferred *nd = realloc(s->deferred, cap * sizeof *nd);
+        if (!nd)
+            return -1;
+        s->deferred = nd;
+        s->cap_deferred = cap;
+    }
+    struct deferred *q = &s->deferred[s->n_deferred];
+    if (zmq_msg_init_size(&q->body, s->reply.size) != 0)
+        return -1;
+    memcpy(zmq_msg_data(&q->body), s->reply.data, s->reply.size);
+    for (int i = 0; i <= d; i++) {
+        zmq_msg_init(&q->env[i]);
+        zmq_msg_move(&q->env[i], &f[i]);
+    }
+    q->n_env = d + 1;
+    q->rh = *rh;
+    s->n_deferred++;
+    return 0;
+}
+
+/* Flush every commit-to-device namespace with unflushed writes, then send
+ * the replies that waited for it. */
+static void s_commit(server_t *s)
+{
+    if (!s->n_deferred)
+        return;
+    char why[512] = "";
+    for (int i = 0; i < s->n_ns; i++) {
+        kv_ns_t *ns = s->ns[i];
+        if (ns->disk && ns->cfg.commit_to_device && disk_sync(ns->disk, why, sizeof why) != 0) {
+            kv_warn("namespace '%s': %s", ns->cfg.name, why);
+            break;
+        }
+    }
+    for (uint32_t k = 0; k < s->n_deferred; k++) {
+        struct deferred *q = &s->deferred[k];
+        for (int i = 0; i < q->n_env; i++)
+            zmq_msg_send(&q->env[i], s->sock, ZMQ_SNDMORE);
+        uint8_t out[KV_HDR_SIZE];
+        if (why[0]) {
+            zmq_msg_close(&q->body);
+            msgpack_sbuffer_clear(&s->reply);
+            msgpack_pack_map(&s->pk, 1);
+            kv_mp_pack_cstr(&s->pk, "error");
+            kv_mp_pack_cstr(&s->pk, why);
+            q->rh.status = KV_ERR_IN_DOUBT;
+            s->errors[KV_ERR_IN_DOUBT]++;
+            zmq_msg_init_size(&q->body, s->reply.size);
+            memcpy(zmq_msg_data(&q->body), s->reply.data, s->reply.size);
+        }
+        kv_hdr_encode(&q->rh, out);
+        zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
+        zmq_msg_send(&q->body, s->sock, 0);
+    }
+    s->n_deferred = 0;
+}
+
 /* Receive one multipart message (already known to be waiting), run it and
  * send the reply.  Returns -1 if nothing was waiting. */
 static int s_serve_one(server_t *s)
@@ -261,6 +342,7 @@ static int s_serve_one(server_t *s)
     zmq_msg_t f[MAX_FRAMES];
     int n = 0, more = 1;
     bool overflow = false;
+    s->defer = false;
     while (more) {
         zmq_msg_t *m = &f[n < MAX_FRAMES ? n : MAX_FRAMES - 1];
         if (n >= MAX_FRAMES) {
@@ -308,6 +390,13 @@ static int s_serve_one(server_t *s)
     } else
         server_handle(s, zmq_msg_data(&f[d + 1]), zmq_msg_size(&f[d + 1]), zmq_msg_data(&f[d + 2]),
                       zmq_msg_size(&f[d + 2]), &rh);
+    if (s->defer && s_defer(s, f, d, &rh) == 0) {
+        for (int i = d + 1; i < n; i++)
+            zmq_msg_close(&f[i]);
+        return 0;
+    }
+    if (s->defer) /* could not keep it: flush now, then answer */
+        s_commit(s);
     int i = 0;
     for (; i <= d; i++)
         zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
@@ -329,13 +418,31 @@ static int s_serve_one(server_t *s)
     return 0;
 }
 
+/* Background work of the file namespaces; the milliseconds until the
+ * next is due. */
+static long s_disk_ticks(server_t *s)
+{
+    uint64_t now = kv_mono_ms();
+    long wait = SWEEP_INTERVAL_MS;
+    for (int i = 0; i < s->n_ns; i++)
+        if (s->ns[i]->disk) {
+            long w = (long) disk_tick(s->ns[i]->disk, now);
+            if (w < wait)
+                wait = w;
+        }
+    return wait;
+}
+
 void server_run(server_t *s, volatile int *stop)
 {
     uint64_t next_sweep = kv_mono_ms() + SWEEP_INTERVAL_MS;
+    long disk_wait = s_disk_ticks(s);
     while (!*stop) {
         zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
         uint64_t now = kv_mono_ms();
         long wait = now >= next_sweep ? 0 : (long) (next_sweep - now);
+        if (disk_wait < wait)
+            wait = disk_wait;
         int rc = zmq_poll(&item, 1, wait);
         if (rc < 0 && errno != EINTR)
             break;
@@ -344,7 +451,9 @@ void server_run(server_t *s, volatile int *stop)
             for (int k = 0; k < 4096 && s_serve_one(s) == 0; k++)
                 if ((k & 63) == 63)
                     s->now_ms = kv_wall_ms();
+            s_commit(s);
         }
+        disk_wait = s_disk_ticks(s);
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
             for (int i = 0; i < s->n_ns; i++)
@@ -356,10 +465,12 @@ void server_run(server_t *s, volatile int *stop)
     s->now_ms = kv_wall_ms();
     while (s_serve_one(s) == 0)
         ;
+    s_commit(s);
 }
 
-server_t *server_new(const kv_ns_config_t *cfgs, int n)
+server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *why, size_t whylen)
 {
+    snprintf(why, whylen, "out of memory");
     if (n < 1 || n > KV_MAX_NS)
         return NULL;
     server_t *s = calloc(1, sizeof *s);
@@ -370,11 +481,17 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n)
     s->now_ms = kv_wall_ms();
     s->max_bins = 1;
     for (int i = 0; i < n; i++) {
-        s->ns[i] = store_ns_new(&cfgs[i]);
+        char inner[600];
+        if (!(s->ns[i] = store_ns_new(&cfgs[i], dir, inner, sizeof inner))) {
+            snprintf(why, whylen, "namespace '%s': %s", cfgs[i].name, inner);
+            server_destroy(&s);
+            return NULL;
+        }
+        s->n_ns = i + 1;
         if (cfgs[i].max_bins > s->max_bins)
             s->max_bins = cfgs[i].max_bins;
     }
-    s->n_ns = n;
+    snprintf(why, whylen, "out of memory");
     /* working bins: a record's bins plus every new bin of a request */
     size_t cap = 2 * (size_t) s->max_bins + OPERATE_MAX_OPS;
     s->bins_old = calloc(cap, sizeof(kv_bin_t));
@@ -383,11 +500,6 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n)
     s->scan_buf = calloc(KV_SCAN_PAGE_MAX, sizeof(kv_rec_t *));
     msgpack_sbuffer_init(&s->reply);
     msgpack_packer_init(&s->pk, &s->reply, msgpack_sbuffer_write);
-    for (int i = 0; i < n; i++)
-        if (!s->ns[i]) {
-            server_destroy(&s);
-            return NULL;
-        }
     if (!s->bins_old || !s->bins_new || !s->bins_out || !s->scan_buf) {
         server_destroy(&s);
         return NULL;
@@ -410,6 +522,12 @@ void server_destroy(server_t **self_p)
     free(s->bins_new);
     free(s->bins_out);
     free(s->scan_buf);
+    for (uint32_t k = 0; k < s->n_deferred; k++) { /* not sent: drop */
+        for (int i = 0; i < s->deferred[k].n_env; i++)
+            zmq_msg_close(&s->deferred[k].env[i]);
+        zmq_msg_close(&s->deferred[k].body);
+    }
+    free(s->deferred);
     msgpack_sbuffer_destroy(&s->reply);
     free(s);
     *self_p = NULL;
@@ -504,7 +622,8 @@ void server_test(bool verbose)
     (void) verbose;
     assert(sodium_init() >= 0);
     kv_ns_config_t cfg = {.name = "test", .max_record_size = 1024, .memory_limit = 1 << 20, .max_bins = 4};
-    server_t *s = server_new(&cfg, 1);
+    char why[256];
+    server_t *s = server_new(&cfg, 1, NULL, why, sizeof why);
     assert(s);
     kv_key_t k = {.type = KV_KEY_STRING, .bytes = (const uint8_t *) "alice", .len = 5};
     kv_req_t req;

@@ -14,15 +14,18 @@
 
 typedef struct server server_t;
 
-/* Takes copies of the namespace configurations. */
-server_t *server_new(const kv_ns_config_t *cfgs, int n);
+/* Takes copies of the namespace configurations; namespaces stored in
+ * files are opened in dir (their indexes rebuilt).  NULL with a reason. */
+server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *why, size_t whylen);
 void server_destroy(server_t **self_p);
 /* Bind the ROUTER socket; the actual endpoint (port chosen for '*') is
  * returned by server_endpoint.  0, or -1 with a reason in why. */
 int server_bind(server_t *self, const char *endpoint, char *why, size_t whylen);
 const char *server_endpoint(const server_t *self);
 uint64_t server_node_id(const server_t *self);
-/* Serve until *stop becomes true (set from a signal handler). */
+/* Serve until *stop becomes true (set from a signal handler).  A write
+ * to a namespace with commit-to-device is answered after the batch of
+ * requests it arrived with is written and flushed (group commit). */
 void server_run(server_t *self, volatile int *stop);
 
 /* Execute one request.  hdr is the raw header frame, body the raw body

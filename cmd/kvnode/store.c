@@ -1,8 +1,10 @@
 /* store: in-memory namespaces of records in per-partition hash tables. */
 #include "store.h"
+#include "disk.h"
 #include "kv_digest.h"
 #include <sodium.h>
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,15 +21,22 @@ uint64_t store_rec_cost(uint32_t data_len)
 static uint8_t s_hash_key[crypto_shorthash_KEYBYTES];
 static bool s_hash_key_set;
 
-kv_ns_t *store_ns_new(const kv_ns_config_t *cfg)
+kv_ns_t *store_ns_new(const kv_ns_config_t *cfg, const char *dir, char *why, size_t whylen)
 {
     if (!s_hash_key_set) {
         randombytes_buf(s_hash_key, sizeof s_hash_key);
         s_hash_key_set = true;
     }
     kv_ns_t *ns = calloc(1, sizeof *ns);
-    if (ns)
-        ns->cfg = *cfg;
+    if (!ns) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    ns->cfg = *cfg;
+    if (cfg->storage == KV_STORAGE_FILE && !(ns->disk = disk_open(ns, dir, why, whylen))) {
+        free(ns);
+        return NULL;
+    }
     return ns;
 }
 
@@ -36,6 +45,7 @@ void store_ns_destroy(kv_ns_t **ns_p)
     kv_ns_t *ns = *ns_p;
     if (!ns)
         return;
+    disk_close(&ns->disk);
     for (int p = 0; p < KV_PARTITIONS; p++) {
         for (uint32_t i = 0; i < ns->parts[p].cap; i++)
             free(ns->parts[p].slots[i]);
@@ -50,7 +60,7 @@ kv_rec_t *store_rec_alloc(uint32_t data_len)
     return calloc(1, sizeof(kv_rec_t) + data_len);
 }
 
-static inline uint32_t s_hash(const uint8_t *d)
+uint32_t store_hash(const uint8_t *d)
 {
     uint64_t h;
     crypto_shorthash((unsigned char *) &h, d, KV_DIGEST_SIZE, s_hash_key);
@@ -62,7 +72,7 @@ static inline uint32_t s_hash(const uint8_t *d)
  * record anyway — and hid the records from LeakSanitizer.) */
 static uint32_t s_find(const kv_part_t *p, const uint8_t *d)
 {
-    uint32_t mask = p->cap - 1, i = s_hash(d) & mask;
+    uint32_t mask = p->cap - 1, i = store_hash(d) & mask;
     while (p->slots[i] && memcmp(p->slots[i]->digest, d, KV_DIGEST_SIZE) != 0)
         i = (i + 1) & mask;
     return i;
@@ -103,9 +113,7 @@ static void s_delete_slot(kv_ns_t *ns, kv_part_t *p, uint32_t i)
         j = (j + 1) & mask;
         if (!p->slots[j])
             break;
-        uint32_t home = s_hash(p->slots[j]->digest) & mask;
-        /* move j back to i if its home is not in (i, j] cyclically */
-        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+        if (store_shift_back(i, j, store_hash(p->slots[j]->digest) & mask)) {
             p->slots[i] = p->slots[j];
             p->slots[j] = NULL;
             i = j;
@@ -122,6 +130,8 @@ static inline bool s_expired(const kv_rec_t *r, uint32_t now)
 
 kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
 {
+    if (ns->disk)
+        return disk_get(ns->disk, digest, now);
     kv_part_t *p = s_part(ns, digest);
     if (!p->cap)
         return NULL;
@@ -137,9 +147,13 @@ kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
 
 int store_put(kv_ns_t *ns, kv_rec_t *rec)
 {
+    if (ns->disk)
+        return disk_put(ns->disk, rec);
     kv_part_t *p = s_part(ns, rec->digest);
-    if ((p->count + 1) * 4 > p->cap * 3 && s_grow(p) != 0)
+    if ((p->count + 1) * 4 > p->cap * 3 && s_grow(p) != 0) {
+        snprintf(ns->why, sizeof ns->why, "out of memory");
         return -1;
+    }
     uint32_t i = s_find(p, rec->digest);
     if (p->slots[i]) {
         ns->memory_used -= store_rec_cost(rec_data_len(p->slots[i]));
@@ -153,16 +167,36 @@ int store_put(kv_ns_t *ns, kv_rec_t *rec)
     return 0;
 }
 
-bool store_remove(kv_ns_t *ns, const uint8_t *digest)
+int store_remove(kv_ns_t *ns, const uint8_t *digest, uint32_t gen, uint64_t lut)
 {
+    if (ns->disk)
+        return disk_remove(ns->disk, digest, gen, lut);
     kv_part_t *p = s_part(ns, digest);
     if (!p->cap)
-        return false;
+        return 0;
     uint32_t i = s_find(p, digest);
     if (!p->slots[i])
-        return false;
+        return 0;
     s_delete_slot(ns, p, i);
-    return true;
+    return 1;
+}
+
+int store_rewrite(kv_ns_t *ns, kv_rec_t *rec)
+{
+    if (!ns->disk)
+        return 0; /* changed in place already */
+    size_t size = sizeof *rec + rec_data_len(rec);
+    kv_rec_t *copy = malloc(size);
+    if (!copy) {
+        snprintf(ns->why, sizeof ns->why, "out of memory");
+        return -1;
+    }
+    memcpy(copy, rec, size);
+    if (disk_put(ns->disk, copy) != 0) {
+        free(copy);
+        return -1;
+    }
+    return 0;
 }
 
 static int s_cmp_rec(const void *a, const void *b)
@@ -171,9 +205,12 @@ static int s_cmp_rec(const void *a, const void *b)
 }
 
 uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now,
-                              kv_rec_t **out, uint32_t max)
+                              kv_rec_t **out, uint32_t max, bool *more)
 {
+    if (ns->disk)
+        return disk_scan_partition(ns->disk, pid, after, now, out, max, more);
     kv_part_t *p = &ns->parts[pid];
+    *more = false;
     if (!p->count || !max)
         return 0;
     kv_rec_t **all = malloc(p->count * sizeof *all);
@@ -186,8 +223,10 @@ uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, u
             all[n++] = r;
     }
     qsort(all, n, sizeof *all, s_cmp_rec);
-    if (n > max)
+    if (n > max) {
         n = max;
+        *more = true;
+    }
     memcpy(out, all, n * sizeof *all);
     free(all);
     return n;
@@ -195,6 +234,8 @@ uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, u
 
 uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts)
 {
+    if (ns->disk)
+        return disk_sweep(ns->disk, now, parts);
     uint32_t reclaimed = 0;
     for (uint32_t k = 0; k < parts; k++) {
         kv_part_t *p = &ns->parts[ns->sweep_pid];
@@ -228,7 +269,8 @@ void store_test(bool verbose)
 {
     (void) verbose;
     kv_ns_config_t cfg = {.name = "t", .max_record_size = 1 << 20, .memory_limit = 1 << 30, .max_bins = 16};
-    kv_ns_t *ns = store_ns_new(&cfg);
+    char why[256];
+    kv_ns_t *ns = store_ns_new(&cfg, NULL, why, sizeof why);
     assert(ns);
     const int N = 20000;
     for (int i = 0; i < N; i++)
@@ -250,7 +292,7 @@ void store_test(bool verbose)
     }
     kv_rec_t *missing = s_make(N + 1, 0);
     assert(store_get(ns, missing->digest, 50) == NULL);
-    assert(!store_remove(ns, missing->digest));
+    assert(store_remove(ns, missing->digest, 1, 1) == 0);
     free(missing);
     /* scan of every partition sees each live record exactly once, in order */
     kv_rec_t **buf = malloc(N * sizeof *buf);
@@ -259,7 +301,8 @@ void store_test(bool verbose)
         uint8_t after[KV_DIGEST_SIZE];
         bool have = false;
         uint32_t n;
-        while ((n = store_scan_partition(ns, p, have ? after : NULL, 50, buf, 2)) > 0) {
+        bool more = true;
+        while (more && (n = store_scan_partition(ns, p, have ? after : NULL, 50, buf, 2, &more)) > 0) {
             assert(kv_partition(buf[0]->digest) == p);
             if (n == 2)
                 assert(memcmp(buf[0]->digest, buf[1]->digest, KV_DIGEST_SIZE) < 0);
@@ -274,8 +317,11 @@ void store_test(bool verbose)
     kv_rec_t *odd = s_make(1, 100);
     assert(store_get(ns, odd->digest, 100) != NULL);
     seen = 0;
-    for (uint32_t p = 0; p < KV_PARTITIONS; p++)
-        seen += store_scan_partition(ns, p, NULL, 101, buf, N);
+    for (uint32_t p = 0; p < KV_PARTITIONS; p++) {
+        bool more;
+        seen += store_scan_partition(ns, p, NULL, 101, buf, N, &more);
+        assert(!more);
+    }
     assert(seen == (uint64_t) N / 2);
     uint32_t swept = 0;
     for (int k = 0; k < 4; k++)
@@ -287,7 +333,7 @@ void store_test(bool verbose)
     for (int i = 0; i < N; i += 2) {
         kv_rec_t *m = s_make(i, 0);
         assert(store_get(ns, m->digest, 101) != NULL);
-        assert(store_remove(ns, m->digest));
+        assert(store_remove(ns, m->digest, 1, 1) == 1);
         free(m);
     }
     assert(ns->records == 0 && ns->memory_used == 0);

@@ -1,5 +1,6 @@
-/* store: the in-memory record store of kvnode (namespaces, partitions,
- * records, expiry and memory accounting).
+/* store: the record store of kvnode (namespaces, partitions, records,
+ * expiry and memory accounting).  A namespace with storage=file is kept
+ * by the file engine (disk.h); the functions here pass its calls on.
  *
  * Each namespace has 4096 partitions; each partition is an open-addressing
  * hash table of record pointers keyed by digest.  A record is one
@@ -11,6 +12,7 @@
 
 #include "kv_proto.h"
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Ordered so that the header packs into 48 bytes. */
@@ -32,12 +34,22 @@ static inline const char *rec_set(const kv_rec_t *r) { return (const char *) r->
 static inline const uint8_t *rec_key(const kv_rec_t *r) { return r->data + r->set_len; }
 static inline const uint8_t *rec_bins(const kv_rec_t *r) { return r->data + r->set_len + r->key_len; }
 
+typedef enum { KV_STORAGE_UNSET, KV_STORAGE_MEMORY, KV_STORAGE_FILE } kv_storage_t;
+
 typedef struct {
     char name[KV_NS_MAX + 1];
     int64_t default_ttl;      /* seconds, 0 = never */
     uint64_t max_record_size; /* bytes */
-    uint64_t memory_limit;    /* bytes */
+    uint64_t memory_limit;    /* bytes (for a file namespace: its index) */
     uint32_t max_bins;
+    kv_storage_t storage;     /* UNSET until config_finish decides */
+    bool commit_to_device;    /* file: fdatasync before acknowledging */
+    uint32_t flush_ms;        /* file: longest a write stays buffered */
+    uint32_t write_block;     /* file: block size, power of two */
+    uint32_t defrag_lwm;      /* file: percent */
+    uint64_t disk_limit;      /* file: bytes */
+    bool max_record_size_set; /* given, rather than the default */
+    char file_key[24];        /* the first file-only key given, if any */
 } kv_ns_config_t;
 
 typedef struct {
@@ -46,36 +58,60 @@ typedef struct {
     uint32_t count;
 } kv_part_t;
 
+struct disk;
+
 typedef struct {
     kv_ns_config_t cfg;
-    kv_part_t parts[KV_PARTITIONS];
+    kv_part_t parts[KV_PARTITIONS]; /* storage=memory */
+    struct disk *disk;              /* storage=file */
     uint64_t records;
-    uint64_t memory_used;     /* records plus index slots */
+    uint64_t memory_used;     /* records plus index slots (file: the index) */
     uint64_t expired;         /* reclaimed by the sweeper or on access */
+    uint64_t tombstones;      /* file: deleted and expired entries kept */
     uint32_t sweep_pid;       /* next partition the sweeper visits */
+    char why[1536];           /* why the last failed write failed */
 } kv_ns_t;
 
 /* Memory a record of this data size costs (record and index slot). */
 uint64_t store_rec_cost(uint32_t data_len);
 
-kv_ns_t *store_ns_new(const kv_ns_config_t *cfg);
+/* A namespace; with storage=file its file in dir is opened (and the
+ * index rebuilt).  NULL with a reason. */
+kv_ns_t *store_ns_new(const kv_ns_config_t *cfg, const char *dir, char *why, size_t whylen);
+/* Flushes a file namespace, then frees everything. */
 void store_ns_destroy(kv_ns_t **ns_p);
 
-/* Live record or NULL; an expired record found here is reclaimed. */
+/* Live record or NULL; an expired record found here is reclaimed.  For a
+ * file namespace the record is a copy valid until the next store call. */
 kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now);
-/* Insert or replace (takes ownership of rec; frees a replaced one). */
+/* Insert or replace.  Takes ownership of rec, which stays readable until
+ * the next write.  0, or -1 with ns->why (the write changed nothing). */
 int store_put(kv_ns_t *ns, kv_rec_t *rec);
-/* Remove and free; true if a record was there. */
-bool store_remove(kv_ns_t *ns, const uint8_t *digest);
+/* Delete (a file namespace writes a tombstone with gen and lut).  1 if a
+ * record was there, 0 if not, -1 with ns->why. */
+int store_remove(kv_ns_t *ns, const uint8_t *digest, uint32_t gen, uint64_t lut);
+/* rec (from store_get) was changed in place (touch): store the change.
+ * 0, or -1 with ns->why. */
+int store_rewrite(kv_ns_t *ns, kv_rec_t *rec);
+
+/* Slot hash of a digest (SipHash under a key chosen at start). */
+uint32_t store_hash(const uint8_t *digest);
+/* Open addressing with backward-shift deletion: may the entry in slot j,
+ * whose home slot is home, move back to the emptied slot i? */
+static inline bool store_shift_back(uint32_t i, uint32_t j, uint32_t home)
+{
+    return (j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j));
+}
 
 /* Allocate a record with room for data_len bytes of data. */
 kv_rec_t *store_rec_alloc(uint32_t data_len);
 static inline uint32_t rec_data_len(const kv_rec_t *r) { return r->set_len + r->key_len + r->bins_len; }
 
 /* Collect up to max live records of partition pid with digest > after
- * (after may be NULL), sorted by digest, into out.  Returns the count. */
+ * (after may be NULL), sorted by digest, into out.  Returns the count;
+ * *more if the partition has more after them. */
 uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now,
-                              kv_rec_t **out, uint32_t max);
+                              kv_rec_t **out, uint32_t max, bool *more);
 /* Reclaim expired records in the next `parts` partitions.  Returns count. */
 uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts);
 

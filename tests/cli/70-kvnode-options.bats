@@ -22,7 +22,7 @@ node_gone() {
 
 @test "kvnode -h prints the usage to stdout, exit 0; -V prints the version" {
     run -0 --separate-stderr kvnode -h
-    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]'
+    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]'
     assert_output --partial 'keys: default-ttl, max-record-size, memory, max-bins'
     refute_stderr
     run -0 kvnode --help
@@ -46,7 +46,7 @@ node_gone() {
 
 @test "--ns errors exit 2 with a message that names the problem" {
     local cases=(
-        "test,colour=red|--ns test,colour=red: namespace 'test': unknown namespace key 'colour' (keys: default-ttl, max-record-size, memory, max-bins)"
+        "test,colour=red|--ns test,colour=red: namespace 'test': unknown namespace key 'colour' (keys: default-ttl, max-record-size, memory, max-bins, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)"
         "test,memory=1K|--ns test,memory=1K: namespace 'test': memory '1K' must be a size of at least 1M"
         "test,memory=abc|namespace 'test': memory 'abc' must be a size of at least 1M"
         "test,memory=-5M|namespace 'test': memory '-5M' must be a size"
@@ -169,11 +169,11 @@ EOF
 @test "-c FILE: a bad line names FILE:LINE and the problem, exit 2" {
     local conf="$BATS_TEST_TMPDIR/bad.conf"
     local cases=(
-        $'# ok\n\ncolour red\n|3: unknown option \'colour\' (options: listen, ns)'
+        $'# ok\n\ncolour red\n|3: unknown option \'colour\' (options: data, listen, ns)'
         $'listen\n|1: expected \'listen VALUE\''
         $'listen a b\n|1: expected \'listen VALUE\''
         $'ns\n|1: expected \'ns VALUE\''
-        $'ns a\nns b,ttl=5\n|2: namespace \'b\': unknown namespace key \'ttl\' (keys: default-ttl, max-record-size, memory, max-bins)'
+        $'ns a\nns b,ttl=5\n|2: namespace \'b\': unknown namespace key \'ttl\' (keys: default-ttl, max-record-size, memory, max-bins, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)'
         $'ns a\n# again\nns a\n|3: namespace \'a\' is defined twice'
         $'ns a,memory=1K\n|1: namespace \'a\': memory \'1K\' must be a size of at least 1M (e.g. 512M, 4G)'
         "# $(printf '%*s' 5000 '' | tr ' ' x)"$'\n|1: line longer than 4094 bytes'

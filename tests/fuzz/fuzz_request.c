@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (sodium_init() < 0)
             abort();
         kv_ns_config_t cfg = {.name = "test", .max_record_size = 4096, .memory_limit = 8 << 20, .max_bins = 8};
-        s_server = server_new(&cfg, 1);
+        char why[256];
+        s_server = server_new(&cfg, 1, NULL, why, sizeof why);
     }
     size_t hlen = size < KV_HDR_SIZE ? size : KV_HDR_SIZE;
     kv_hdr_t rh;

@@ -1,0 +1,1181 @@
+/* disk: the file storage engine (log-structured write blocks, index in
+ * memory, group commit, defragmentation, tombstones, recovery). */
+#include "disk.h"
+#include "kv_digest.h"
+#include "kv_mp.h"
+#include "kv_util.h"
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define FILE_HDR 4096u
+#define BLOCK_HDR 32u
+#define REC_HDR 16u
+#define REC_MAGIC 0x3152564bu /* "KVR1" */
+#define FILE_VERSION 1u
+#define SCAN_PAGE_BYTES (1u << 20)
+#define NONE UINT32_MAX
+
+static const char s_file_magic[8] = "KVSTORE";
+static const char s_block_magic[8] = "KVBLOCK";
+
+/* ---- index ------------------------------------------------------------ */
+
+enum { E_FREE, E_LIVE, E_TOMB, E_GONE };
+
+/* One primary-index entry: 44 bytes.  E_LIVE and E_TOMB entries point at
+ * a record whose bytes count as live in its block; an E_GONE entry (an
+ * expired record) points at one whose bytes no longer do.  Tombstones and
+ * gone entries stay until no older copy can remain in the file. */
+typedef struct {
+    uint8_t digest[KV_DIGEST_SIZE];
+    uint32_t gen;        /* on a free entry: the next free handle */
+    uint32_t void_time;
+    uint32_t lut_lo;
+    uint16_t lut_hi;
+    uint8_t state;
+    uint8_t pad;
+    uint32_t loc_lo, loc_hi; /* block:25 | offset/16:19 | length/16:20 */
+} ient_t;
+_Static_assert(sizeof(ient_t) == 44, "index entry should stay 44 bytes");
+
+#define CHUNK_BITS 16
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+
+typedef struct {
+    uint32_t *slots; /* entry handles; 0 = empty */
+    uint32_t cap, count;
+} dpart_t;
+
+enum { B_FREE, B_OPEN, B_USED, B_PENDING };
+
+typedef struct {
+    uint64_t seq;
+    uint64_t free_after; /* B_PENDING: appended bytes that must be synced first */
+    uint32_t live;       /* bytes of live records */
+    uint32_t used;       /* bytes written, from the block's start */
+    uint8_t state;
+    uint8_t queued;
+} block_t;
+
+struct disk {
+    kv_ns_t *ns;
+    int fd;
+    char path[1100];
+    uint32_t wb;          /* write-block size */
+    uint32_t nblocks;     /* the disk limit, in blocks */
+    uint32_t file_blocks; /* blocks the file has room for now */
+    uint32_t nfree;
+    block_t *blocks;
+    uint64_t next_seq;
+    /* the open block */
+    uint32_t cur;
+    uint32_t cur_off, flushed_off;
+    uint8_t *wbuf;
+    uint64_t appended, synced;
+    uint64_t last_flush_ms;
+    bool sync_due;        /* a block filled: flush at the next tick */
+    /* index */
+    dpart_t parts[KV_PARTITIONS];
+    ient_t **chunks;
+    uint32_t nchunks, next_handle, free_handle;
+    /* buffers */
+    uint8_t *rbuf;  /* one record read */
+    uint8_t *dbuf;  /* one block read (defrag, start-up) */
+    uint8_t *sbuf;  /* a scan page */
+    uint32_t sbuf_cap;
+    kv_rec_t *hold; /* the last record written, readable until the next */
+    /* defrag queue (ring of block ids) */
+    uint32_t *queue;
+    uint32_t qhead, qlen;
+    /* stats */
+    uint64_t write_bytes, blocks_written, defrag_blocks, defrag_records, defrag_bytes;
+    uint64_t flushes, flush_total_us, flush_max_us, flush_last_us, read_errors;
+};
+
+static inline uint32_t s_pad16(uint32_t n) { return (n + 15) & ~15u; }
+
+static inline ient_t *s_ent(const disk_t *d, uint32_t h)
+{
+    h--;
+    return &d->chunks[h >> CHUNK_BITS][h & (CHUNK_SIZE - 1)];
+}
+
+static inline uint64_t s_loc(const ient_t *e) { return (uint64_t) e->loc_hi << 32 | e->loc_lo; }
+static inline uint32_t s_loc_block(uint64_t l) { return (uint32_t) (l >> 39); }
+static inline uint32_t s_loc_off(uint64_t l) { return (uint32_t) ((l >> 20) & 0x7ffff) << 4; }
+static inline uint32_t s_loc_len(uint64_t l) { return (uint32_t) (l & 0xfffff) << 4; }
+
+static inline void s_set_loc(ient_t *e, uint32_t block, uint32_t off, uint32_t padded)
+{
+    uint64_t l = (uint64_t) block << 39 | (uint64_t) (off >> 4) << 20 | (padded >> 4);
+    e->loc_lo = (uint32_t) l;
+    e->loc_hi = (uint32_t) (l >> 32);
+}
+
+static inline uint64_t s_lut(const ient_t *e) { return (uint64_t) e->lut_hi << 32 | e->lut_lo; }
+
+static inline void s_set_meta(ient_t *e, const kv_rec_t *r)
+{
+    e->gen = r->gen;
+    e->void_time = r->void_time;
+    e->lut_lo = (uint32_t) r->lut;
+    e->lut_hi = (uint16_t) (r->lut >> 32);
+}
+
+static inline bool s_expired(uint32_t void_time, uint32_t now)
+{
+    return void_time != 0 && void_time < now; /* as store.c */
+}
+
+static uint32_t s_find_slot(const dpart_t *p, const disk_t *d, const uint8_t *digest)
+{
+    uint32_t mask = p->cap - 1, i = store_hash(digest) & mask;
+    while (p->slots[i] && memcmp(s_ent(d, p->slots[i])->digest, digest, KV_DIGEST_SIZE) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Handle of digest's entry, or 0. */
+static uint32_t s_lookup(const disk_t *d, const uint8_t *digest)
+{
+    const dpart_t *p = &d->parts[kv_partition(digest)];
+    return p->cap ? p->slots[s_find_slot(p, d, digest)] : 0;
+}
+
+static int s_grow(disk_t *d, dpart_t *p)
+{
+    uint32_t ncap = p->cap ? p->cap * 2 : 8;
+    uint32_t *slots = calloc(ncap, sizeof *slots);
+    if (!slots)
+        return -1;
+    dpart_t old = *p;
+    p->slots = slots;
+    p->cap = ncap;
+    for (uint32_t i = 0; i < old.cap; i++)
+        if (old.slots[i])
+            p->slots[s_find_slot(p, d, s_ent(d, old.slots[i])->digest)] = old.slots[i];
+    free(old.slots);
+    d->ns->memory_used += (uint64_t) (ncap - old.cap) * sizeof(uint32_t);
+    return 0;
+}
+
+static uint32_t s_alloc_entry(disk_t *d)
+{
+    if (d->free_handle) {
+        uint32_t h = d->free_handle;
+        d->free_handle = s_ent(d, h)->gen;
+        return h;
+    }
+    if (d->next_handle >> CHUNK_BITS >= d->nchunks) {
+        ient_t **c = realloc(d->chunks, (d->nchunks + 1) * sizeof *c);
+        if (!c)
+            return 0;
+        d->chunks = c;
+        if (!(c[d->nchunks] = malloc(CHUNK_SIZE * sizeof(ient_t))))
+            return 0;
+        d->nchunks++;
+    }
+    return ++d->next_handle;
+}
+
+/* New entry for digest (which must not have one); 0 if out of memory. */
+static uint32_t s_insert(disk_t *d, const uint8_t *digest)
+{
+    dpart_t *p = &d->parts[kv_partition(digest)];
+    if ((p->count + 1) * 4 > p->cap * 3 && s_grow(d, p) != 0)
+        return 0;
+    uint32_t h = s_alloc_entry(d);
+    if (!h)
+        return 0;
+    ient_t *e = s_ent(d, h);
+    memset(e, 0, sizeof *e);
+    memcpy(e->digest, digest, KV_DIGEST_SIZE);
+    p->slots[s_find_slot(p, d, digest)] = h;
+    p->count++;
+    d->ns->memory_used += sizeof(ient_t);
+    return h;
+}
+
+/* Remove digest's entry (backward-shift deletion, as store.c). */
+static void s_erase(disk_t *d, const uint8_t *digest)
+{
+    dpart_t *p = &d->parts[kv_partition(digest)];
+    uint32_t mask = p->cap - 1, i = s_find_slot(p, d, digest), j = i;
+    uint32_t h = p->slots[i];
+    if (!h)
+        return;
+    ient_t *e = s_ent(d, h);
+    e->state = E_FREE;
+    e->gen = d->free_handle;
+    d->free_handle = h;
+    p->slots[i] = 0;
+    p->count--;
+    d->ns->memory_used -= sizeof(ient_t);
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!p->slots[j])
+            break;
+        if (store_shift_back(i, j, store_hash(s_ent(d, p->slots[j])->digest) & mask)) {
+            p->slots[i] = p->slots[j];
+            p->slots[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* ---- blocks ----------------------------------------------------------- */
+
+static inline uint64_t s_block_pos(const disk_t *d, uint32_t b) { return FILE_HDR + (uint64_t) b * d->wb; }
+
+static uint32_t s_crc(uint32_t seq_lo, const uint8_t *image, uint32_t len)
+{
+    uint8_t s[4];
+    kv_put32(s, seq_lo);
+    uLong c = crc32(0L, s, 4);
+    return (uint32_t) crc32(c, image, len);
+}
+
+static int s_pwrite_all(int fd, const void *buf, size_t n, uint64_t pos)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t) pos);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t) w;
+        pos += (uint64_t) w;
+    }
+    return 0;
+}
+
+/* Bytes read (short at the end of the file), or -1. */
+static ssize_t s_pread_all(int fd, void *buf, size_t n, uint64_t pos)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (uint8_t *) buf + got, n - got, (off_t) (pos + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t) r;
+    }
+    return (ssize_t) got;
+}
+
+static void s_block_header(uint8_t *h, uint64_t seq, uint32_t wb)
+{
+    memset(h, 0, BLOCK_HDR);
+    memcpy(h, s_block_magic, 8);
+    kv_put64(h + 8, seq);
+    kv_put32(h + 16, wb);
+    kv_put32(h + 28, (uint32_t) crc32(0L, h, 28));
+}
+
+static bool s_block_header_ok(const uint8_t *h, uint32_t wb, uint64_t *seq)
+{
+    if (memcmp(h, s_block_magic, 8) != 0 || kv_get32(h + 28) != (uint32_t) crc32(0L, h, 28) || kv_get32(h + 16) != wb)
+        return false;
+    *seq = kv_get64(h + 8);
+    return true;
+}
+
+static bool s_below_lwm(const disk_t *d, const block_t *b)
+{
+    return (uint64_t) b->live * 100 < (uint64_t) d->ns->cfg.defrag_lwm * d->wb;
+}
+
+static void s_maybe_queue(disk_t *d, uint32_t b)
+{
+    block_t *bl = &d->blocks[b];
+    if (bl->state == B_USED && !bl->queued && s_below_lwm(d, bl)) {
+        bl->queued = 1;
+        d->queue[(d->qhead + d->qlen++) % d->nblocks] = b;
+    }
+}
+
+static void s_dec_live(disk_t *d, uint64_t loc)
+{
+    uint32_t b = s_loc_block(loc);
+    d->blocks[b].live -= s_loc_len(loc);
+    s_maybe_queue(d, b);
+}
+
+/* Write the open block's unwritten bytes to the file. */
+static int s_write_out(disk_t *d)
+{
+    if (d->cur == NONE || d->flushed_off == d->cur_off)
+        return 0;
+    if (s_pwrite_all(d->fd, d->wbuf + d->flushed_off, d->cur_off - d->flushed_off,
+                     s_block_pos(d, d->cur) + d->flushed_off) != 0)
+        return -1;
+    d->flushed_off = d->cur_off;
+    return 0;
+}
+
+static int s_seal(disk_t *d)
+{
+    if (d->cur == NONE)
+        return 0;
+    if (s_write_out(d) != 0)
+        return -1;
+    block_t *b = &d->blocks[d->cur];
+    b->state = B_USED;
+    b->used = d->cur_off;
+    d->blocks_written++;
+    d->sync_due = true;
+    uint32_t id = d->cur;
+    d->cur = NONE;
+    s_maybe_queue(d, id);
+    return 0;
+}
+
+static int s_open_block(disk_t *d)
+{
+    uint32_t b = 0;
+    while (b < d->nblocks && d->blocks[b].state != B_FREE)
+        b++;
+    if (b == d->nblocks) {
+        snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: every write block of its disk limit is used",
+                 d->ns->cfg.name);
+        return -1;
+    }
+    int rc = posix_fallocate(d->fd, (off_t) s_block_pos(d, b), (off_t) d->wb);
+    if (rc != 0) {
+        snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: cannot grow %s: %s", d->ns->cfg.name,
+                 d->path, strerror(rc));
+        return -1;
+    }
+    if (b >= d->file_blocks)
+        d->file_blocks = b + 1;
+    block_t *bl = &d->blocks[b];
+    memset(bl, 0, sizeof *bl);
+    bl->state = B_OPEN;
+    bl->seq = d->next_seq++;
+    d->nfree--;
+    d->cur = b;
+    s_block_header(d->wbuf, bl->seq, d->wb);
+    d->cur_off = BLOCK_HDR;
+    d->flushed_off = 0;
+    return 0;
+}
+
+/* Free blocks a write may leave behind it: user writes keep a reserve for
+ * deletes and defragmentation; deletes and defragmentation keep none. */
+static uint32_t s_reserve(const disk_t *d) { return d->nblocks / 20 > 2 ? d->nblocks / 20 : 2; }
+
+/* Room for `bytes` more in the open block, or a free block beyond the
+ * reserve.  Blocks waiting for a flush before they are freed are freed
+ * first if that is what it takes. */
+static int s_room(disk_t *d, uint32_t bytes, uint32_t reserve)
+{
+    if (d->cur != NONE && d->cur_off + bytes <= d->wb)
+        return 0;
+    if (d->nfree < reserve + 1) {
+        char why[256];
+        for (uint32_t i = 0; i < d->nblocks; i++)
+            if (d->blocks[i].state == B_PENDING) {
+                if (disk_sync(d, why, sizeof why) != 0)
+                    kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
+                break;
+            }
+    }
+    if (d->nfree < reserve + 1) {
+        uint64_t used = (uint64_t) (d->nblocks - d->nfree) * d->wb;
+        snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is at its disk limit (%llu of %llu bytes used)",
+                 d->ns->cfg.name, (unsigned long long) used, (unsigned long long) d->ns->cfg.disk_limit);
+        return -1;
+    }
+    return 0;
+}
+
+/* Append a record image (header+data, len bytes) to the open block.  The
+ * caller has checked the room.  Sets *loc's parts. */
+static int s_append(disk_t *d, const kv_rec_t *img, uint32_t *block, uint32_t *off, uint32_t *padded)
+{
+    uint32_t len = (uint32_t) sizeof(kv_rec_t) + rec_data_len(img), total = REC_HDR + len, p = s_pad16(total);
+    if (d->cur != NONE && d->cur_off + p > d->wb && s_seal(d) != 0)
+        goto io_error;
+    if (d->cur == NONE && s_open_block(d) != 0)
+        return -1;
+    uint8_t *h = d->wbuf + d->cur_off;
+    uint32_t seq_lo = (uint32_t) d->blocks[d->cur].seq;
+    memcpy(h + REC_HDR, img, len);
+    memset(h + total, 0, p - total);
+    kv_put32(h, REC_MAGIC);
+    kv_put32(h + 4, total);
+    kv_put32(h + 8, s_crc(seq_lo, h + REC_HDR, len));
+    kv_put32(h + 12, seq_lo);
+    *block = d->cur;
+    *off = d->cur_off;
+    *padded = p;
+    d->cur_off += p;
+    d->blocks[d->cur].live += p;
+    d->appended += p;
+    return 0;
+io_error:
+    snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s': cannot write %s: %s", d->ns->cfg.name, d->path,
+             strerror(errno));
+    return -1;
+}
+
+/* Is there a whole, undamaged record of block seq_lo at buf+off (lim
+ * bytes in the buffer)?  Its length (without padding) in *len. */
+static bool s_valid_at(const uint8_t *buf, uint32_t lim, uint32_t off, uint32_t seq_lo, uint32_t *len)
+{
+    if (off + REC_HDR + sizeof(kv_rec_t) > lim)
+        return false;
+    const uint8_t *h = buf + off;
+    if (kv_get32(h) != REC_MAGIC || kv_get32(h + 12) != seq_lo)
+        return false;
+    uint32_t total = kv_get32(h + 4);
+    if (total < REC_HDR + sizeof(kv_rec_t) || total > lim - off)
+        return false;
+    kv_rec_t r;
+    memcpy(&r, h + REC_HDR, sizeof r);
+    if ((uint64_t) r.set_len + r.key_len + r.bins_len != total - REC_HDR - sizeof(kv_rec_t))
+        return false;
+    if (kv_get32(h + 8) != s_crc(seq_lo, h + REC_HDR, total - REC_HDR))
+        return false;
+    *len = total;
+    return true;
+}
+
+/* Damage met while walking a block: offsets and the records it held. */
+typedef struct {
+    uint32_t from, to, records;
+} damage_t;
+
+/* Next whole record of a block at or after *off: its offset (and *len),
+ * or NONE at the end.  Damage on the way (bytes that are neither records
+ * nor zeros, or a torn record at the end) is put in *dmg (to == 0 if
+ * none). */
+static uint32_t s_next_record(const uint8_t *buf, uint32_t lim, uint32_t *off, uint32_t seq_lo, uint32_t *len,
+                              damage_t *dmg)
+{
+    dmg->to = 0;
+    uint32_t o = *off;
+    if (o + REC_HDR > lim)
+        return NONE;
+    if (s_valid_at(buf, lim, o, seq_lo, len)) {
+        *off = o + s_pad16(*len);
+        return o;
+    }
+    /* resynchronise: the next whole record of this block after o */
+    uint32_t heads = 0;
+    for (uint32_t n = o; n + REC_HDR <= lim; n += 16) {
+        const uint8_t *h = buf + n;
+        if (kv_get32(h) != REC_MAGIC || kv_get32(h + 12) != seq_lo)
+            continue;
+        if (n > o && s_valid_at(buf, lim, n, seq_lo, len)) {
+            bool zero = true;
+            for (uint32_t k = o; k < n && zero; k++)
+                zero = buf[k] == 0;
+            if (!zero)
+                *dmg = (damage_t){o, n, heads ? heads : 1};
+            *off = n + s_pad16(*len);
+            return n;
+        }
+        heads++;
+    }
+    /* nothing whole after o: the end of the block's data, torn if a
+     * record of this block starts at o */
+    if (heads && kv_get32(buf + o) == REC_MAGIC && kv_get32(buf + o + 12) == seq_lo) {
+        uint32_t claimed = kv_get32(buf + o + 4), end = lim;
+        if (claimed >= REC_HDR && claimed <= lim - o)
+            end = o + s_pad16(claimed);
+        uint32_t last = o;
+        for (uint32_t n = o + 16; n + REC_HDR <= lim; n += 16)
+            if (kv_get32(buf + n) == REC_MAGIC && kv_get32(buf + n + 12) == seq_lo)
+                last = n;
+        if (last > o) /* several torn records: up to the end of the last */
+            end = lim - last >= REC_HDR && kv_get32(buf + last + 4) <= lim - last
+                      ? last + s_pad16(kv_get32(buf + last + 4) < REC_HDR ? REC_HDR : kv_get32(buf + last + 4))
+                      : lim;
+        if (end > lim)
+            end = lim;
+        *dmg = (damage_t){o, end, heads};
+        *off = end;
+    }
+    return NONE;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Read the record at loc into buf (room for the block's largest record
+ * plus header).  Returns the image, or NULL (counted, reported) if it
+ * fails its checksum or cannot be read. */
+static kv_rec_t *s_read(disk_t *d, uint64_t loc, uint8_t *buf)
+{
+    uint32_t b = s_loc_block(loc), off = s_loc_off(loc), plen = s_loc_len(loc), len;
+    if (b == d->cur)
+        memcpy(buf, d->wbuf + off, plen);
+    else if (s_pread_all(d->fd, buf, plen, s_block_pos(d, b) + off) != (ssize_t) plen)
+        goto bad;
+    if (!s_valid_at(buf, plen, 0, (uint32_t) d->blocks[b].seq, &len))
+        goto bad;
+    return (kv_rec_t *) (buf + REC_HDR);
+bad:
+    d->read_errors++;
+    kv_warn("namespace '%s': the record at block %u offset %u of %s cannot be read or fails its checksum",
+            d->ns->cfg.name, b, off, d->path);
+    return NULL;
+}
+
+kv_rec_t *disk_get(disk_t *d, const uint8_t *digest, uint32_t now)
+{
+    uint32_t h = s_lookup(d, digest);
+    if (!h)
+        return NULL;
+    ient_t *e = s_ent(d, h);
+    if (e->state != E_LIVE || s_expired(e->void_time, now))
+        return NULL;
+    return s_read(d, s_loc(e), d->rbuf);
+}
+
+static int s_cmp_handle(const void *a, const void *b, void *arg)
+{
+    const disk_t *d = arg;
+    return memcmp(s_ent(d, *(const uint32_t *) a)->digest, s_ent(d, *(const uint32_t *) b)->digest,
+                  KV_DIGEST_SIZE);
+}
+
+uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint32_t now, kv_rec_t **out,
+                             uint32_t max, bool *more)
+{
+    dpart_t *p = &d->parts[pid];
+    *more = false;
+    if (!p->count || !max)
+        return 0;
+    uint32_t *all = malloc(p->count * sizeof *all), n = 0;
+    if (!all)
+        return 0;
+    for (uint32_t i = 0; i < p->cap; i++) {
+        uint32_t h = p->slots[i];
+        if (!h)
+            continue;
+        const ient_t *e = s_ent(d, h);
+        if (e->state == E_LIVE && !s_expired(e->void_time, now)
+            && (!after || memcmp(e->digest, after, KV_DIGEST_SIZE) > 0))
+            all[n++] = h;
+    }
+    qsort_r(all, n, sizeof *all, s_cmp_handle, d);
+    uint32_t got = 0, bytes = 0, i = 0;
+    for (; i < n && got < max; i++) {
+        const ient_t *e = s_ent(d, all[i]);
+        uint32_t plen = s_loc_len(s_loc(e));
+        if (got > 0 && bytes + plen > d->sbuf_cap)
+            break; /* the page is full */
+        if (got == 0 && plen > d->sbuf_cap) {
+            uint32_t cap = plen > SCAN_PAGE_BYTES ? plen : SCAN_PAGE_BYTES;
+            uint8_t *nb = realloc(d->sbuf, cap);
+            if (!nb)
+                break;
+            d->sbuf = nb;
+            d->sbuf_cap = cap;
+        }
+        kv_rec_t *r = s_read(d, s_loc(e), d->sbuf + bytes);
+        if (r) {
+            out[got++] = r;
+            bytes += plen;
+        }
+    }
+    *more = i < n;
+    free(all);
+    return got;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+int disk_put(disk_t *d, kv_rec_t *rec)
+{
+    uint32_t h = s_lookup(d, rec->digest);
+    kv_ns_t *ns = d->ns;
+    if (!h && ns->memory_used + sizeof(ient_t) + 8 > ns->cfg.memory_limit) {
+        snprintf(ns->why, sizeof ns->why, "namespace '%s' is at its memory limit (index: %llu of %llu bytes)",
+                 ns->cfg.name, (unsigned long long) ns->memory_used, (unsigned long long) ns->cfg.memory_limit);
+        return -1;
+    }
+    uint32_t need = s_pad16(REC_HDR + (uint32_t) sizeof(kv_rec_t) + rec_data_len(rec));
+    uint32_t b, off, plen;
+    if (s_room(d, need, s_reserve(d)) != 0 || s_append(d, rec, &b, &off, &plen) != 0)
+        return -1;
+    if (!h && !(h = s_insert(d, rec->digest))) {
+        /* the record is in the block but nothing points at it: dead */
+        d->blocks[b].live -= plen;
+        snprintf(ns->why, sizeof ns->why, "namespace '%s': out of memory for the index", ns->cfg.name);
+        return -1;
+    }
+    ient_t *e = s_ent(d, h);
+    if (e->state == E_LIVE || e->state == E_TOMB)
+        s_dec_live(d, s_loc(e));
+    if (e->state != E_LIVE)
+        ns->records++;
+    if (e->state == E_TOMB || e->state == E_GONE)
+        ns->tombstones--;
+    e->state = E_LIVE;
+    s_set_meta(e, rec);
+    s_set_loc(e, b, off, plen);
+    d->write_bytes += plen;
+    free(d->hold);
+    d->hold = rec;
+    return 0;
+}
+
+/* Write a tombstone for entry e (gen, lut) and point e at it. */
+static int s_write_tombstone(disk_t *d, ient_t *e, uint32_t gen, uint64_t lut, uint32_t reserve, uint64_t *wrote)
+{
+    kv_rec_t t;
+    memset(&t, 0, sizeof t);
+    memcpy(t.digest, e->digest, KV_DIGEST_SIZE);
+    t.gen = gen;
+    t.lut = lut;
+    uint32_t b, off, plen;
+    if (s_room(d, s_pad16(REC_HDR + sizeof t), reserve) != 0 || s_append(d, &t, &b, &off, &plen) != 0)
+        return -1;
+    if (e->state == E_LIVE || e->state == E_TOMB)
+        s_dec_live(d, s_loc(e));
+    e->state = E_TOMB;
+    s_set_meta(e, &t);
+    s_set_loc(e, b, off, plen);
+    *wrote += plen;
+    return 0;
+}
+
+int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut)
+{
+    uint32_t h = s_lookup(d, digest);
+    if (!h || s_ent(d, h)->state != E_LIVE)
+        return 0;
+    if (s_write_tombstone(d, s_ent(d, h), gen, lut, 0, &d->write_bytes) != 0)
+        return -1;
+    d->ns->records--;
+    d->ns->tombstones++;
+    return 1;
+}
+
+uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts)
+{
+    uint32_t n = 0;
+    kv_ns_t *ns = d->ns;
+    for (uint32_t k = 0; k < parts; k++) {
+        dpart_t *p = &d->parts[ns->sweep_pid];
+        ns->sweep_pid = (ns->sweep_pid + 1) % KV_PARTITIONS;
+        for (uint32_t i = 0; i < p->cap; i++) {
+            if (!p->slots[i])
+                continue;
+            ient_t *e = s_ent(d, p->slots[i]);
+            if (e->state == E_LIVE && s_expired(e->void_time, now)) {
+                s_dec_live(d, s_loc(e));
+                e->state = E_GONE;
+                ns->records--;
+                ns->tombstones++;
+                n++;
+            }
+        }
+    }
+    ns->expired += n;
+    return n;
+}
+
+uint64_t disk_appended(const disk_t *d) { return d->appended; }
+
+int disk_sync(disk_t *d, char *why, size_t whylen)
+{
+    uint64_t t0 = kv_mono_us(), upto = d->appended;
+    if (s_write_out(d) != 0 || fdatasync(d->fd) != 0) {
+        snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+        return -1;
+    }
+    d->synced = upto;
+    d->sync_due = false;
+    /* blocks whose live records were copied to synced places: zero their
+     * headers, flush that, and they are free */
+    bool zeroed = false;
+    uint8_t zero[BLOCK_HDR] = {0};
+    for (uint32_t i = 0; i < d->nblocks; i++) {
+        block_t *b = &d->blocks[i];
+        if (b->state == B_PENDING && b->free_after <= d->synced) {
+            if (s_pwrite_all(d->fd, zero, BLOCK_HDR, s_block_pos(d, i)) != 0) {
+                snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+                return -1;
+            }
+            b->free_after = UINT64_MAX; /* zeroed, not yet flushed */
+            zeroed = true;
+        }
+    }
+    if (zeroed) {
+        if (fdatasync(d->fd) != 0) {
+            snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+            return -1;
+        }
+        for (uint32_t i = 0; i < d->nblocks; i++)
+            if (d->blocks[i].state == B_PENDING && d->blocks[i].free_after == UINT64_MAX) {
+                memset(&d->blocks[i], 0, sizeof d->blocks[i]);
+                d->nfree++;
+            }
+    }
+    uint64_t us = kv_mono_us() - t0;
+    d->flushes++;
+    d->flush_total_us += us;
+    d->flush_last_us = us;
+    if (us > d->flush_max_us)
+        d->flush_max_us = us;
+    d->last_flush_ms = kv_mono_ms();
+    return 0;
+}
+
+static bool s_dirty(const disk_t *d)
+{
+    if (d->appended != d->synced)
+        return true;
+    for (uint32_t i = 0; i < d->nblocks; i++)
+        if (d->blocks[i].state == B_PENDING)
+            return true;
+    return false;
+}
+
+/* ---- defragmentation -------------------------------------------------- */
+
+/* Read a block's written bytes into d->dbuf; returns how many, or -1. */
+static ssize_t s_read_block(disk_t *d, uint32_t b, uint32_t upto)
+{
+    if (!d->dbuf && !(d->dbuf = malloc(d->wb)))
+        return -1;
+    return s_pread_all(d->fd, d->dbuf, upto, s_block_pos(d, b));
+}
+
+/* Copy block b's live records forward, then mark it to be freed once the
+ * copies are on the device.  A tombstone (or expired record) is dropped
+ * instead if no block older than b is left, since then no older copy of
+ * its record can be either. */
+static int s_defrag(disk_t *d, uint32_t b)
+{
+    block_t *bl = &d->blocks[b];
+    ssize_t got = s_read_block(d, b, bl->used);
+    if (got < 0)
+        return -1;
+    bool older = false;
+    for (uint32_t i = 0; i < d->nblocks && !older; i++)
+        older = i != b && d->blocks[i].state != B_FREE && d->blocks[i].seq < bl->seq;
+    uint32_t seq_lo = (uint32_t) bl->seq, off = BLOCK_HDR, len, o;
+    damage_t dmg;
+    uint32_t now = (uint32_t) (kv_wall_ms() / 1000);
+    while ((o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg)) != NONE) {
+        const kv_rec_t *img = (const kv_rec_t *) (d->dbuf + o + REC_HDR);
+        uint32_t h = s_lookup(d, img->digest);
+        if (!h)
+            continue;
+        ient_t *e = s_ent(d, h);
+        uint64_t loc = s_loc(e);
+        if (s_loc_block(loc) != b || s_loc_off(loc) != o)
+            continue; /* an older copy: dead */
+        if (e->state == E_LIVE && s_expired(e->void_time, now)) {
+            s_dec_live(d, loc);
+            e->state = E_GONE;
+            d->ns->records--;
+            d->ns->tombstones++;
+            d->ns->expired++;
+        }
+        if (e->state != E_LIVE && !older) {
+            if (e->state == E_TOMB)
+                s_dec_live(d, loc);
+            d->ns->tombstones--;
+            s_erase(d, img->digest);
+            continue;
+        }
+        if (e->state == E_GONE) {
+            if (s_write_tombstone(d, e, e->gen, s_lut(e), 0, &d->defrag_bytes) != 0)
+                return -1;
+        } else {
+            uint32_t nb, noff, plen;
+            if (s_room(d, s_pad16(len), 0) != 0 || s_append(d, img, &nb, &noff, &plen) != 0)
+                return -1;
+            s_dec_live(d, loc);
+            s_set_loc(e, nb, noff, plen);
+            d->defrag_bytes += plen;
+        }
+        d->defrag_records++;
+    }
+    bl->state = B_PENDING;
+    bl->free_after = d->appended;
+    d->defrag_blocks++;
+    return 0;
+}
+
+uint32_t disk_tick(disk_t *d, uint64_t mono_ms)
+{
+    /* defragment: one block a tick, more when free blocks run short */
+    uint32_t budget = d->nfree < 2 * s_reserve(d) + 2 ? 8 : 1;
+    while (budget-- && d->qlen) {
+        uint32_t b = d->queue[d->qhead];
+        block_t *bl = &d->blocks[b];
+        if (bl->state != B_USED || !s_below_lwm(d, bl)) { /* changed since it was queued */
+            bl->queued = 0;
+            d->qhead = (d->qhead + 1) % d->nblocks;
+            d->qlen--;
+            continue;
+        }
+        if (s_defrag(d, b) != 0) {
+            kv_warn("namespace '%s': defragmentation of block %u stopped: %s", d->ns->cfg.name, b, d->ns->why);
+            break;
+        }
+        bl->queued = 0;
+        d->qhead = (d->qhead + 1) % d->nblocks;
+        d->qlen--;
+    }
+    uint32_t every = d->ns->cfg.commit_to_device ? 10 : d->ns->cfg.flush_ms;
+    if (s_dirty(d) && (d->sync_due || mono_ms >= d->last_flush_ms + every)) {
+        char why[256];
+        if (disk_sync(d, why, sizeof why) != 0)
+            kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
+    }
+    if (d->qlen)
+        return 0;
+    if (!s_dirty(d))
+        return 1000;
+    uint64_t next = d->last_flush_ms + every;
+    return next > mono_ms ? (uint32_t) (next - mono_ms) : 0;
+}
+
+/* ---- start-up --------------------------------------------------------- */
+
+uint64_t disk_max_record(uint32_t write_block) { return write_block - BLOCK_HDR - REC_HDR - 15; }
+
+int disk_lock_dir(const char *dir, char *why, size_t whylen)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create data directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char path[1100];
+    snprintf(path, sizeof path, "%s/kvnode.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot use data directory %s: %s: %s", dir, path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(why, whylen, "data directory %s is in use by another kvnode%s%s%s", dir, pid[0] ? " (pid " : "",
+                 pid, pid[0] ? ")" : "");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long) getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t) n, 0) != n) {
+        snprintf(why, whylen, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return 0; /* fd stays open: the lock lasts as long as the process */
+}
+
+static int s_file_header(disk_t *d, uint64_t size, char *why, size_t whylen)
+{
+    uint8_t h[FILE_HDR];
+    if (size == 0) {
+        memset(h, 0, sizeof h);
+        memcpy(h, s_file_magic, 8);
+        kv_put32(h + 8, FILE_VERSION);
+        kv_put32(h + 12, d->wb);
+        memcpy(h + 16, d->ns->cfg.name, strlen(d->ns->cfg.name));
+        kv_put32(h + 48, (uint32_t) crc32(0L, h, 48));
+        if (s_pwrite_all(d->fd, h, sizeof h, 0) != 0 || fdatasync(d->fd) != 0) {
+            snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (s_pread_all(d->fd, h, sizeof h, 0) != (ssize_t) sizeof h || memcmp(h, s_file_magic, 8) != 0
+        || kv_get32(h + 48) != (uint32_t) crc32(0L, h, 48)) {
+        snprintf(why, whylen, "%s is not a kvstore data file (bad or short header)", d->path);
+        return -1;
+    }
+    if (kv_get32(h + 8) != FILE_VERSION) {
+        snprintf(why, whylen, "%s has format version %u; this kvnode reads version %u", d->path, kv_get32(h + 8),
+                 FILE_VERSION);
+        return -1;
+    }
+    if (kv_get32(h + 12) != d->wb) {
+        snprintf(why, whylen, "%s was written with write-block=%u; start with that write-block or move the file away",
+                 d->path, kv_get32(h + 12));
+        return -1;
+    }
+    return 0;
+}
+
+static int s_cmp_seq(const void *a, const void *b, void *arg)
+{
+    const block_t *bl = arg;
+    uint64_t x = bl[*(const uint32_t *) a].seq, y = bl[*(const uint32_t *) b].seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Put a record found at start-up in the index: later ones win. */
+static int s_load_record(disk_t *d, const kv_rec_t *img, uint32_t b, uint32_t off, uint32_t len, uint32_t now)
+{
+    uint32_t h = s_lookup(d, img->digest);
+    if (!h && !(h = s_insert(d, img->digest)))
+        return -1;
+    ient_t *e = s_ent(d, h);
+    if (e->state == E_LIVE || e->state == E_TOMB)
+        d->blocks[s_loc_block(s_loc(e))].live -= s_loc_len(s_loc(e));
+    s_set_meta(e, img);
+    s_set_loc(e, b, off, s_pad16(len));
+    if (img->nbins == 0)
+        e->state = E_TOMB;
+    else if (s_expired(img->void_time, now))
+        e->state = E_GONE;
+    else
+        e->state = E_LIVE;
+    if (e->state != E_GONE)
+        d->blocks[b].live += s_pad16(len);
+    return 0;
+}
+
+/* Read every block in write order and rebuild the index; zero damage. */
+static int s_recover(disk_t *d, uint64_t size, char *why, size_t whylen)
+{
+    uint64_t t0 = kv_mono_us();
+    uint32_t *order = malloc((d->file_blocks + 1) * sizeof *order), n = 0;
+    if (!order || !(d->dbuf = malloc(d->wb))) {
+        free(order);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    for (uint32_t b = 0; b < d->file_blocks; b++) {
+        uint8_t h[BLOCK_HDR];
+        uint64_t seq;
+        if (s_pread_all(d->fd, h, BLOCK_HDR, s_block_pos(d, b)) == BLOCK_HDR && s_block_header_ok(h, d->wb, &seq)) {
+            d->blocks[b].state = B_USED;
+            d->blocks[b].seq = seq;
+            if (seq >= d->next_seq)
+                d->next_seq = seq + 1;
+            order[n++] = b;
+            d->nfree--;
+        }
+    }
+    qsort_r(order, n, sizeof *order, s_cmp_seq, d->blocks);
+    uint32_t now = (uint32_t) (kv_wall_ms() / 1000);
+    uint64_t bad_records = 0, bad_bytes = 0;
+    int rc = 0;
+    for (uint32_t k = 0; k < n && rc == 0; k++) {
+        uint32_t b = order[k];
+        uint64_t pos = s_block_pos(d, b);
+        uint32_t want = pos + d->wb <= size ? d->wb : (uint32_t) (size - pos);
+        ssize_t got = s_pread_all(d->fd, d->dbuf, want, pos);
+        if (got < 0) {
+            snprintf(why, whylen, "cannot read %s: %s", d->path, strerror(errno));
+            rc = -1;
+            break;
+        }
+        uint32_t seq_lo = (uint32_t) d->blocks[b].seq, off = BLOCK_HDR, len, o, end = BLOCK_HDR;
+        uint32_t blk_records = 0, blk_bytes = 0;
+        damage_t dmg;
+        for (;;) {
+            o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg);
+            if (dmg.to) {
+                static const uint8_t zeros[4096];
+                blk_records += dmg.records;
+                blk_bytes += dmg.to - dmg.from;
+                for (uint32_t z = dmg.from; z < dmg.to; z += sizeof zeros) {
+                    uint32_t c = dmg.to - z < sizeof zeros ? dmg.to - z : (uint32_t) sizeof zeros;
+                    if (s_pwrite_all(d->fd, zeros, c, pos + z) != 0) {
+                        snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+                        rc = -1;
+                    }
+                }
+                if (dmg.to > end)
+                    end = dmg.to;
+            }
+            if (o == NONE || rc != 0)
+                break;
+            if (s_load_record(d, (const kv_rec_t *) (d->dbuf + o + REC_HDR), b, o, len, now) != 0) {
+                snprintf(why, whylen, "out of memory for the index");
+                rc = -1;
+                break;
+            }
+            end = off;
+        }
+        d->blocks[b].used = end;
+        if (blk_records) {
+            kv_warn("namespace '%s': %u damaged record%s (%u bytes) in block %u discarded", d->ns->cfg.name,
+                    blk_records, blk_records == 1 ? "" : "s", blk_bytes, b);
+            bad_records += blk_records;
+            bad_bytes += blk_bytes;
+        }
+    }
+    free(order);
+    if (rc != 0)
+        return rc;
+    if (bad_records && fdatasync(d->fd) != 0) {
+        snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
+        return -1;
+    }
+    /* count, and queue the sparse blocks */
+    for (uint32_t p = 0; p < KV_PARTITIONS; p++)
+        for (uint32_t i = 0; i < d->parts[p].cap; i++)
+            if (d->parts[p].slots[i]) {
+                uint8_t st = s_ent(d, d->parts[p].slots[i])->state;
+                if (st == E_LIVE)
+                    d->ns->records++;
+                else
+                    d->ns->tombstones++;
+            }
+    for (uint32_t b = 0; b < d->nblocks; b++)
+        s_maybe_queue(d, b);
+    double secs = (double) (kv_mono_us() - t0) / 1e6;
+    kv_warn("namespace '%s': loaded %llu records, %llu tombstones from %u blocks in %.2f s", d->ns->cfg.name,
+            (unsigned long long) d->ns->records, (unsigned long long) d->ns->tombstones, n, secs);
+    return 0;
+}
+
+disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
+{
+    disk_t *d = calloc(1, sizeof *d);
+    if (!d) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    d->ns = ns;
+    d->fd = -1;
+    d->cur = NONE;
+    d->wb = ns->cfg.write_block;
+    d->nblocks = (uint32_t) (ns->cfg.disk_limit / d->wb);
+    d->nfree = d->nblocks;
+    d->next_seq = 1;
+    d->last_flush_ms = kv_mono_ms();
+    snprintf(d->path, sizeof d->path, "%s/%s.dat", dir, ns->cfg.name);
+    d->blocks = calloc(d->nblocks, sizeof *d->blocks);
+    d->queue = calloc(d->nblocks, sizeof *d->queue);
+    d->rbuf = malloc(d->wb);
+    if (posix_memalign((void **) &d->wbuf, 4096, d->wb) != 0)
+        d->wbuf = NULL;
+    if (!d->blocks || !d->queue || !d->rbuf || !d->wbuf) {
+        snprintf(why, whylen, "out of memory");
+        goto fail;
+    }
+    d->fd = open(d->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (d->fd < 0 || fstat(d->fd, &st) != 0) {
+        snprintf(why, whylen, "cannot open %s: %s", d->path, strerror(errno));
+        goto fail;
+    }
+    uint64_t size = (uint64_t) st.st_size;
+    if (s_file_header(d, size, why, whylen) != 0)
+        goto fail;
+    if (size == 0) { /* make the new file's name durable too */
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    d->file_blocks = size > FILE_HDR ? (uint32_t) ((size - FILE_HDR + d->wb - 1) / d->wb) : 0;
+    if (d->file_blocks > d->nblocks) {
+        snprintf(why, whylen, "%s holds %u write blocks, more than disk=%llu allows (%u)", d->path, d->file_blocks,
+                 (unsigned long long) ns->cfg.disk_limit, d->nblocks);
+        goto fail;
+    }
+    if (s_recover(d, size, why, whylen) != 0)
+        goto fail;
+    return d;
+fail:
+    disk_close(&d);
+    return NULL;
+}
+
+void disk_close(disk_t **self_p)
+{
+    disk_t *d = *self_p;
+    if (!d)
+        return;
+    if (d->fd >= 0) {
+        char why[256];
+        if ((s_dirty(d) || d->cur != NONE) && disk_sync(d, why, sizeof why) != 0)
+            kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
+        close(d->fd);
+    }
+    for (int p = 0; p < KV_PARTITIONS; p++)
+        free(d->parts[p].slots);
+    for (uint32_t c = 0; c < d->nchunks; c++)
+        free(d->chunks[c]);
+    free(d->chunks);
+    free(d->blocks);
+    free(d->queue);
+    free(d->rbuf);
+    free(d->dbuf);
+    free(d->sbuf);
+    free(d->wbuf);
+    free(d->hold);
+    free(d);
+    *self_p = NULL;
+}
+
+/* ---- statistics ------------------------------------------------------- */
+
+int disk_stats_count(void) { return 22; }
+
+static void s_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    kv_mp_pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+void disk_pack_stats(const disk_t *d, void *packer)
+{
+    msgpack_packer *pk = packer;
+    uint64_t used_blocks = 0, written = 0, live = 0;
+    for (uint32_t i = 0; i < d->nblocks; i++)
+        if (d->blocks[i].state != B_FREE) {
+            used_blocks++;
+            written += i == d->cur ? d->cur_off : d->blocks[i].used;
+            live += d->blocks[i].live;
+        }
+    kv_mp_pack_cstr(pk, "commit_to_device");
+    if (d->ns->cfg.commit_to_device)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    s_kv_u64(pk, "flush_ms", d->ns->cfg.flush_ms);
+    s_kv_u64(pk, "tombstones", d->ns->tombstones);
+    s_kv_u64(pk, "disk_used", used_blocks * d->wb);
+    s_kv_u64(pk, "disk_limit", d->ns->cfg.disk_limit);
+    kv_mp_pack_cstr(pk, "live_fraction");
+    msgpack_pack_double(pk, written ? (double) live / (double) written : 1.0);
+    s_kv_u64(pk, "write_block", d->wb);
+    s_kv_u64(pk, "blocks_total", d->nblocks);
+    s_kv_u64(pk, "blocks_used", used_blocks);
+    s_kv_u64(pk, "blocks_free", d->nfree);
+    s_kv_u64(pk, "blocks_written", d->blocks_written);
+    s_kv_u64(pk, "defrag_lwm", d->ns->cfg.defrag_lwm);
+    s_kv_u64(pk, "defrag_queue", d->qlen);
+    s_kv_u64(pk, "defrag_blocks", d->defrag_blocks);
+    s_kv_u64(pk, "defrag_records", d->defrag_records);
+    s_kv_u64(pk, "defrag_bytes", d->defrag_bytes);
+    s_kv_u64(pk, "write_bytes", d->write_bytes);
+    s_kv_u64(pk, "flushes", d->flushes);
+    s_kv_u64(pk, "flush_last_us", d->flush_last_us);
+    s_kv_u64(pk, "flush_avg_us", d->flushes ? d->flush_total_us / d->flushes : 0);
+    s_kv_u64(pk, "flush_max_us", d->flush_max_us);
+    s_kv_u64(pk, "read_errors", d->read_errors);
+}
