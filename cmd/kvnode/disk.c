@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,11 +58,14 @@ typedef struct {
     uint32_t cap, count;
 } dpart_t;
 
-enum { B_FREE, B_OPEN, B_USED, B_PENDING };
+/* B_PENDING: defragmented, waiting until the copies are flushed;
+ * B_ZEROED: header zeroed, waiting until that is flushed. */
+enum { B_FREE, B_OPEN, B_USED, B_PENDING, B_ZEROED };
 
 typedef struct {
     uint64_t seq;
-    uint64_t free_after; /* B_PENDING: appended bytes that must be synced first */
+    uint64_t free_after; /* B_PENDING: appended bytes that must be flushed first;
+                            B_ZEROED: the flush that makes it free */
     uint32_t live;       /* bytes of live records */
     uint32_t used;       /* bytes written, from the block's start */
     uint8_t state;
@@ -74,6 +80,7 @@ struct disk {
     uint32_t nblocks;     /* the disk limit, in blocks */
     uint32_t file_blocks; /* blocks the file has room for now */
     uint32_t nfree;
+    uint32_t nfreeing;    /* blocks B_PENDING or B_ZEROED */
     block_t *blocks;
     uint64_t next_seq;
     /* the open block */
@@ -83,6 +90,20 @@ struct disk {
     uint64_t appended, synced;
     uint64_t last_flush_ms;
     bool sync_due;        /* a block filled: flush at the next tick */
+    /* the flusher thread runs fdatasync off the request loop; one flush at
+     * a time, numbered; the loop learns of its end through efd */
+    pthread_t flusher;
+    bool flusher_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int efd;
+    uint64_t f_req, f_done; /* under mu */
+    int f_err;              /* under mu: errno of flush f_done, or 0 */
+    uint64_t f_us;          /* under mu: its duration */
+    bool f_stop;            /* under mu */
+    uint64_t handled;       /* the last finished flush the loop has seen */
+    uint64_t inflight_upto; /* appended bytes the running flush covers */
+    int failed;             /* errno of a failed flush: writes stop */
     /* index */
     dpart_t parts[KV_PARTITIONS];
     ient_t **chunks;
@@ -90,6 +111,8 @@ struct disk {
     /* buffers */
     uint8_t *rbuf;  /* one record read */
     uint8_t *dbuf;  /* one block read (defrag, start-up) */
+    const uint8_t *map; /* the file, mapped read-only up to the disk limit */
+    size_t map_len;
     uint8_t *sbuf;  /* a scan page */
     uint32_t sbuf_cap;
     kv_rec_t *hold; /* the last record written, readable until the next */
@@ -385,14 +408,10 @@ static int s_room(disk_t *d, uint32_t bytes, uint32_t reserve)
 {
     if (d->cur != NONE && d->cur_off + bytes <= d->wb)
         return 0;
-    if (d->nfree < reserve + 1) {
-        char why[256];
-        for (uint32_t i = 0; i < d->nblocks; i++)
-            if (d->blocks[i].state == B_PENDING) {
-                if (disk_sync(d, why, sizeof why) != 0)
-                    kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
-                break;
-            }
+    if (d->nfree < reserve + 1 && d->nfreeing) {
+        char why[1300];
+        if (disk_sync(d, why, sizeof why) != 0)
+            kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
     }
     if (d->nfree < reserve + 1) {
         uint64_t used = (uint64_t) (d->nblocks - d->nfree) * d->wb;
@@ -433,9 +452,10 @@ io_error:
     return -1;
 }
 
-/* Is there a whole, undamaged record of block seq_lo at buf+off (lim
- * bytes in the buffer)?  Its length (without padding) in *len. */
-static bool s_valid_at(const uint8_t *buf, uint32_t lim, uint32_t off, uint32_t seq_lo, uint32_t *len)
+/* Is there a whole record of block seq_lo at buf+off (lim bytes in the
+ * buffer), undamaged if crc (else its header only is checked)?  Its
+ * length (without padding) in *len. */
+static bool s_valid_at(const uint8_t *buf, uint32_t lim, uint32_t off, uint32_t seq_lo, uint32_t *len, bool crc)
 {
     if (off + REC_HDR + sizeof(kv_rec_t) > lim)
         return false;
@@ -449,7 +469,7 @@ static bool s_valid_at(const uint8_t *buf, uint32_t lim, uint32_t off, uint32_t 
     memcpy(&r, h + REC_HDR, sizeof r);
     if ((uint64_t) r.set_len + r.key_len + r.bins_len != total - REC_HDR - sizeof(kv_rec_t))
         return false;
-    if (kv_get32(h + 8) != s_crc(seq_lo, h + REC_HDR, total - REC_HDR))
+    if (crc && kv_get32(h + 8) != s_crc(seq_lo, h + REC_HDR, total - REC_HDR))
         return false;
     *len = total;
     return true;
@@ -465,13 +485,13 @@ typedef struct {
  * nor zeros, or a torn record at the end) is put in *dmg (to == 0 if
  * none). */
 static uint32_t s_next_record(const uint8_t *buf, uint32_t lim, uint32_t *off, uint32_t seq_lo, uint32_t *len,
-                              damage_t *dmg)
+                              damage_t *dmg, bool crc)
 {
     dmg->to = 0;
     uint32_t o = *off;
     if (o + REC_HDR > lim)
         return NONE;
-    if (s_valid_at(buf, lim, o, seq_lo, len)) {
+    if (s_valid_at(buf, lim, o, seq_lo, len, crc)) {
         *off = o + s_pad16(*len);
         return o;
     }
@@ -481,7 +501,7 @@ static uint32_t s_next_record(const uint8_t *buf, uint32_t lim, uint32_t *off, u
         const uint8_t *h = buf + n;
         if (kv_get32(h) != REC_MAGIC || kv_get32(h + 12) != seq_lo)
             continue;
-        if (n > o && s_valid_at(buf, lim, n, seq_lo, len)) {
+        if (n > o && s_valid_at(buf, lim, n, seq_lo, len, crc)) {
             bool zero = true;
             for (uint32_t k = o; k < n && zero; k++)
                 zero = buf[k] == 0;
@@ -522,11 +542,10 @@ static uint32_t s_next_record(const uint8_t *buf, uint32_t lim, uint32_t *off, u
 static kv_rec_t *s_read(disk_t *d, uint64_t loc, uint8_t *buf)
 {
     uint32_t b = s_loc_block(loc), off = s_loc_off(loc), plen = s_loc_len(loc), len;
-    if (b == d->cur)
-        memcpy(buf, d->wbuf + off, plen);
-    else if (s_pread_all(d->fd, buf, plen, s_block_pos(d, b) + off) != (ssize_t) plen)
-        goto bad;
-    if (!s_valid_at(buf, plen, 0, (uint32_t) d->blocks[b].seq, &len))
+    /* a record outside the open block is in the file (written when its
+     * block was sealed), so in the page cache the mapping shares */
+    memcpy(buf, b == d->cur ? d->wbuf + off : d->map + s_block_pos(d, b) + off, plen);
+    if (!s_valid_at(buf, plen, 0, (uint32_t) d->blocks[b].seq, &len, true))
         goto bad;
     return (kv_rec_t *) (buf + REC_HDR);
 bad:
@@ -601,8 +620,22 @@ uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint
 
 /* ---- writing ---------------------------------------------------------- */
 
+/* Writes stop after a failed write or flush: what is on the device is
+ * then unknown, and acknowledging more would be a lie. */
+static int s_check_failed(disk_t *d)
+{
+    if (!d->failed)
+        return 0;
+    snprintf(d->ns->why, sizeof d->ns->why,
+             "namespace '%s': writes stopped after a failed write or flush of %s: %s", d->ns->cfg.name, d->path,
+             strerror(d->failed));
+    return -1;
+}
+
 int disk_put(disk_t *d, kv_rec_t *rec)
 {
+    if (s_check_failed(d) != 0)
+        return -1;
     uint32_t h = s_lookup(d, rec->digest);
     kv_ns_t *ns = d->ns;
     if (!h && ns->memory_used + sizeof(ient_t) + 8 > ns->cfg.memory_limit) {
@@ -661,6 +694,8 @@ int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut)
     uint32_t h = s_lookup(d, digest);
     if (!h || s_ent(d, h)->state != E_LIVE)
         return 0;
+    if (s_check_failed(d) != 0)
+        return -1;
     if (s_write_tombstone(d, s_ent(d, h), gen, lut, 0, &d->write_bytes) != 0)
         return -1;
     d->ns->records--;
@@ -694,60 +729,149 @@ uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts)
 
 uint64_t disk_appended(const disk_t *d) { return d->appended; }
 
-int disk_sync(disk_t *d, char *why, size_t whylen)
+static void *s_flusher(void *arg)
 {
-    uint64_t t0 = kv_mono_us(), upto = d->appended;
-    if (s_write_out(d) != 0 || fdatasync(d->fd) != 0) {
-        snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
-        return -1;
-    }
-    d->synced = upto;
-    d->sync_due = false;
-    /* blocks whose live records were copied to synced places: zero their
-     * headers, flush that, and they are free */
-    bool zeroed = false;
-    uint8_t zero[BLOCK_HDR] = {0};
-    for (uint32_t i = 0; i < d->nblocks; i++) {
-        block_t *b = &d->blocks[i];
-        if (b->state == B_PENDING && b->free_after <= d->synced) {
-            if (s_pwrite_all(d->fd, zero, BLOCK_HDR, s_block_pos(d, i)) != 0) {
-                snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
-                return -1;
-            }
-            b->free_after = UINT64_MAX; /* zeroed, not yet flushed */
-            zeroed = true;
+    disk_t *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (d->f_req == d->f_done && !d->f_stop)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (d->f_req == d->f_done)
+            break; /* stopping, nothing asked */
+        uint64_t id = d->f_req;
+        pthread_mutex_unlock(&d->mu);
+        uint64_t t0 = kv_mono_us();
+        int err = fdatasync(d->fd) == 0 ? 0 : errno;
+        uint64_t us = kv_mono_us() - t0;
+        pthread_mutex_lock(&d->mu);
+        d->f_done = id;
+        d->f_err = err;
+        d->f_us = us;
+        pthread_cond_broadcast(&d->cv);
+        uint64_t one = 1;
+        if (write(d->efd, &one, sizeof one) < 0) { /* the counter cannot overflow in practice */
         }
     }
-    if (zeroed) {
-        if (fdatasync(d->fd) != 0) {
-            snprintf(why, whylen, "cannot write %s: %s", d->path, strerror(errno));
-            return -1;
-        }
-        for (uint32_t i = 0; i < d->nblocks; i++)
-            if (d->blocks[i].state == B_PENDING && d->blocks[i].free_after == UINT64_MAX) {
-                memset(&d->blocks[i], 0, sizeof d->blocks[i]);
-                d->nfree++;
-            }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static bool s_flushing(const disk_t *d) { return d->f_req != d->handled; }
+
+/* Write out the open block and start a flush of everything appended, if
+ * none is running. */
+static void s_kick(disk_t *d)
+{
+    if (s_flushing(d) || d->failed)
+        return;
+    if (s_write_out(d) != 0) {
+        d->failed = errno;
+        kv_warn("namespace '%s': cannot write %s: %s; writes to it stop", d->ns->cfg.name, d->path,
+                strerror(errno));
+        return;
     }
-    uint64_t us = kv_mono_us() - t0;
+    d->inflight_upto = d->appended;
+    pthread_mutex_lock(&d->mu);
+    d->f_req++;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Take in a finished flush: what it made durable, and the blocks it lets
+ * go one step further towards free. */
+static void s_complete(disk_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    uint64_t done = d->f_done, us = d->f_us;
+    int err = d->f_err;
+    pthread_mutex_unlock(&d->mu);
+    if (done == d->handled)
+        return;
+    d->handled = done;
+    if (err) {
+        d->failed = err;
+        kv_warn("namespace '%s': fdatasync of %s failed: %s; writes to it stop", d->ns->cfg.name, d->path,
+                strerror(err));
+        return;
+    }
+    d->synced = d->inflight_upto;
     d->flushes++;
     d->flush_total_us += us;
     d->flush_last_us = us;
     if (us > d->flush_max_us)
         d->flush_max_us = us;
     d->last_flush_ms = kv_mono_ms();
-    return 0;
+    uint8_t zero[BLOCK_HDR] = {0};
+    for (uint32_t i = 0; d->nfreeing && i < d->nblocks; i++) {
+        block_t *b = &d->blocks[i];
+        if (b->state == B_ZEROED && b->free_after <= done) {
+            memset(b, 0, sizeof *b);
+            d->nfree++;
+            d->nfreeing--;
+        } else if (b->state == B_PENDING && b->free_after <= d->synced) {
+            /* its live records are copied and flushed: zero the header */
+            if (s_pwrite_all(d->fd, zero, BLOCK_HDR, s_block_pos(d, i)) != 0) {
+                d->failed = errno;
+                kv_warn("namespace '%s': cannot write %s: %s; writes to it stop", d->ns->cfg.name, d->path,
+                        strerror(errno));
+                return;
+            }
+            b->state = B_ZEROED;
+            b->free_after = done + 1;
+        }
+    }
 }
 
 static bool s_dirty(const disk_t *d)
 {
-    if (d->appended != d->synced)
-        return true;
-    for (uint32_t i = 0; i < d->nblocks; i++)
-        if (d->blocks[i].state == B_PENDING)
-            return true;
-    return false;
+    return d->appended != d->synced || d->nfreeing;
 }
+
+static void s_wait_flush(disk_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->f_done != d->f_req)
+        pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+    s_complete(d);
+}
+
+int disk_sync(disk_t *d, char *why, size_t whylen)
+{
+    s_wait_flush(d);
+    /* twice more at most: data, then the headers of freed blocks */
+    for (int round = 0; round < 3 && !d->failed && s_dirty(d); round++) {
+        s_kick(d);
+        s_wait_flush(d);
+    }
+    if (d->failed) {
+        snprintf(why, whylen, "writes stopped after a failed write or flush of %s: %s", d->path,
+                 strerror(d->failed));
+        return -1;
+    }
+    return 0;
+}
+
+void disk_flush(disk_t *d)
+{
+    if (d->appended != d->synced)
+        s_kick(d);
+}
+
+int disk_flush_done(disk_t *d)
+{
+    uint64_t n;
+    if (read(d->efd, &n, sizeof n) < 0 && errno != EAGAIN)
+        return -1;
+    s_complete(d);
+    if (d->ns->cfg.commit_to_device || d->sync_due)
+        disk_flush(d);
+    return 0;
+}
+
+uint64_t disk_synced(const disk_t *d) { return d->synced; }
+int disk_failed(const disk_t *d) { return d->failed; }
+int disk_event_fd(const disk_t *d) { return d->efd; }
 
 /* ---- defragmentation -------------------------------------------------- */
 
@@ -775,7 +899,9 @@ static int s_defrag(disk_t *d, uint32_t b)
     uint32_t seq_lo = (uint32_t) bl->seq, off = BLOCK_HDR, len, o;
     damage_t dmg;
     uint32_t now = (uint32_t) (kv_wall_ms() / 1000);
-    while ((o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg)) != NONE) {
+    /* the walk checks headers only: a dead record's checksum does not
+     * matter, a live one's is checked before it is copied */
+    while ((o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg, false)) != NONE) {
         const kv_rec_t *img = (const kv_rec_t *) (d->dbuf + o + REC_HDR);
         uint32_t h = s_lookup(d, img->digest);
         if (!h)
@@ -784,6 +910,22 @@ static int s_defrag(disk_t *d, uint32_t b)
         uint64_t loc = s_loc(e);
         if (s_loc_block(loc) != b || s_loc_off(loc) != o)
             continue; /* an older copy: dead */
+        uint32_t ok_len;
+        if (!s_valid_at(d->dbuf, (uint32_t) got, o, seq_lo, &ok_len, true)) {
+            /* the only copy is damaged: say so, and forget it rather than
+             * copy damage forward under a fresh checksum */
+            d->read_errors++;
+            kv_warn("namespace '%s': a record in block %u at offset %u of %s fails its checksum; it is lost",
+                    d->ns->cfg.name, b, o, d->path);
+            if (e->state == E_LIVE)
+                d->ns->records--;
+            else
+                d->ns->tombstones--;
+            if (e->state != E_GONE)
+                s_dec_live(d, loc);
+            s_erase(d, img->digest);
+            continue;
+        }
         if (e->state == E_LIVE && s_expired(e->void_time, now)) {
             s_dec_live(d, loc);
             e->state = E_GONE;
@@ -812,6 +954,7 @@ static int s_defrag(disk_t *d, uint32_t b)
         d->defrag_records++;
     }
     bl->state = B_PENDING;
+    d->nfreeing++;
     bl->free_after = d->appended;
     d->defrag_blocks++;
     return 0;
@@ -839,15 +982,12 @@ uint32_t disk_tick(disk_t *d, uint64_t mono_ms)
         d->qlen--;
     }
     uint32_t every = d->ns->cfg.commit_to_device ? 10 : d->ns->cfg.flush_ms;
-    if (s_dirty(d) && (d->sync_due || mono_ms >= d->last_flush_ms + every)) {
-        char why[256];
-        if (disk_sync(d, why, sizeof why) != 0)
-            kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
-    }
+    if (s_dirty(d) && !s_flushing(d) && (d->sync_due || mono_ms >= d->last_flush_ms + every))
+        s_kick(d);
     if (d->qlen)
         return 0;
-    if (!s_dirty(d))
-        return 1000;
+    if (!s_dirty(d) || s_flushing(d) || d->failed)
+        return 1000; /* a flush in progress wakes the loop through efd */
     uint64_t next = d->last_flush_ms + every;
     return next > mono_ms ? (uint32_t) (next - mono_ms) : 0;
 }
@@ -992,7 +1132,7 @@ static int s_recover(disk_t *d, uint64_t size, char *why, size_t whylen)
         uint32_t blk_records = 0, blk_bytes = 0;
         damage_t dmg;
         for (;;) {
-            o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg);
+            o = s_next_record(d->dbuf, (uint32_t) got, &off, seq_lo, &len, &dmg, true);
             if (dmg.to) {
                 static const uint8_t zeros[4096];
                 blk_records += dmg.records;
@@ -1058,6 +1198,7 @@ disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
     }
     d->ns = ns;
     d->fd = -1;
+    d->efd = -1;
     d->cur = NONE;
     d->wb = ns->cfg.write_block;
     d->nblocks = (uint32_t) (ns->cfg.disk_limit / d->wb);
@@ -1074,6 +1215,13 @@ disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
         snprintf(why, whylen, "out of memory");
         goto fail;
     }
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->efd < 0) {
+        snprintf(why, whylen, "cannot create an eventfd: %s", strerror(errno));
+        goto fail;
+    }
     d->fd = open(d->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     struct stat st;
     if (d->fd < 0 || fstat(d->fd, &st) != 0) {
@@ -1083,6 +1231,13 @@ disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
     uint64_t size = (uint64_t) st.st_size;
     if (s_file_header(d, size, why, whylen) != 0)
         goto fail;
+    d->map_len = FILE_HDR + (size_t) d->nblocks * d->wb;
+    void *map = mmap(NULL, d->map_len, PROT_READ, MAP_SHARED, d->fd, 0);
+    if (map == MAP_FAILED) {
+        snprintf(why, whylen, "cannot map %s: %s", d->path, strerror(errno));
+        goto fail;
+    }
+    d->map = map;
     if (size == 0) { /* make the new file's name durable too */
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -1098,6 +1253,12 @@ disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
     }
     if (s_recover(d, size, why, whylen) != 0)
         goto fail;
+    int rc = pthread_create(&d->flusher, NULL, s_flusher, d);
+    if (rc != 0) {
+        snprintf(why, whylen, "cannot start the flusher thread: %s", strerror(rc));
+        goto fail;
+    }
+    d->flusher_started = true;
     return d;
 fail:
     disk_close(&d);
@@ -1109,12 +1270,22 @@ void disk_close(disk_t **self_p)
     disk_t *d = *self_p;
     if (!d)
         return;
-    if (d->fd >= 0) {
-        char why[256];
-        if ((s_dirty(d) || d->cur != NONE) && disk_sync(d, why, sizeof why) != 0)
+    if (d->flusher_started) {
+        char why[1300];
+        if (disk_sync(d, why, sizeof why) != 0)
             kv_warn("namespace '%s': %s", d->ns->cfg.name, why);
-        close(d->fd);
+        pthread_mutex_lock(&d->mu);
+        d->f_stop = true;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->flusher, NULL);
     }
+    if (d->map)
+        munmap((void *) d->map, d->map_len);
+    if (d->fd >= 0)
+        close(d->fd);
+    if (d->efd >= 0)
+        close(d->efd);
     for (int p = 0; p < KV_PARTITIONS; p++)
         free(d->parts[p].slots);
     for (uint32_t c = 0; c < d->nchunks; c++)
@@ -1178,4 +1349,155 @@ void disk_pack_stats(const disk_t *d, void *packer)
     s_kv_u64(pk, "flush_avg_us", d->flushes ? d->flush_total_us / d->flushes : 0);
     s_kv_u64(pk, "flush_max_us", d->flush_max_us);
     s_kv_u64(pk, "read_errors", d->read_errors);
+}
+
+/* ---- self-test -------------------------------------------------------- */
+
+static kv_rec_t *s_test_rec(int key, uint32_t value, uint32_t gen, uint32_t void_time)
+{
+    kv_key_t k = {.type = KV_KEY_INT, .i = key};
+    kv_rec_t *r = calloc(1, sizeof *r + 1 + 12);
+    kv_digest("s", 1, &k, r->digest);
+    r->set_len = 1;
+    r->data[0] = 's';
+    /* bins: {"v": value}, as MessagePack: map1, fixstr "v", uint32 */
+    uint8_t *b = r->data + 1;
+    b[0] = 0x81;
+    b[1] = 0xa1;
+    b[2] = 'v';
+    b[3] = 0xce;
+    b[4] = (uint8_t) (value >> 24);
+    b[5] = (uint8_t) (value >> 16);
+    b[6] = (uint8_t) (value >> 8);
+    b[7] = (uint8_t) value;
+    r->bins_len = 8;
+    r->nbins = 1;
+    r->gen = gen;
+    r->lut = gen;
+    r->void_time = void_time;
+    return r;
+}
+
+static uint32_t s_test_value(const kv_rec_t *r)
+{
+    const uint8_t *b = rec_bins(r);
+    return (uint32_t) b[4] << 24 | (uint32_t) b[5] << 16 | (uint32_t) b[6] << 8 | b[7];
+}
+
+static const uint8_t *s_test_digest(int key)
+{
+    static uint8_t d[KV_DIGEST_SIZE];
+    kv_key_t k = {.type = KV_KEY_INT, .i = key};
+    kv_digest("s", 1, &k, d);
+    return d;
+}
+
+/* The namespace as the model says it should be: model[k] = value, 0 if
+ * deleted or never written. */
+static void s_test_check(kv_ns_t *ns, const uint32_t *model, int n, uint32_t now)
+{
+    uint64_t live = 0;
+    for (int k = 0; k < n; k++) {
+        kv_rec_t *r = store_get(ns, s_test_digest(k), now);
+        if (model[k]) {
+            assert(r && s_test_value(r) == model[k]);
+            live++;
+        } else
+            assert(!r);
+    }
+    assert(ns->records == live);
+}
+
+static kv_ns_t *s_test_open(const char *dir)
+{
+    kv_ns_config_t cfg = {.name = "t", .max_record_size = 1024, .memory_limit = 64 << 20, .max_bins = 4,
+                          .storage = KV_STORAGE_FILE, .flush_ms = 1000, .write_block = 64 << 10,
+                          .defrag_lwm = 50, .disk_limit = 2 << 20};
+    char why[1300];
+    kv_ns_t *ns = store_ns_new(&cfg, dir, why, sizeof why);
+    if (!ns)
+        fprintf(stderr, "disk_test: %s\n", why);
+    assert(ns);
+    return ns;
+}
+
+void disk_test(bool verbose)
+{
+    (void) verbose;
+    char dir[] = "/tmp/kvnode-disk-test-XXXXXX";
+    assert(mkdtemp(dir));
+    enum { N = 3000 };
+    static uint32_t model[N];
+    uint32_t now = (uint32_t) (kv_wall_ms() / 1000);
+    kv_ns_t *ns = s_test_open(dir);
+    /* write, overwrite many times (several times the disk limit), delete
+     * some; defragmentation must keep up and lose nothing */
+    uint32_t v = 1;
+    for (int round = 0; round < 20; round++)
+        for (int k = 0; k < N; k++) {
+            model[k] = v++;
+            assert(store_put(ns, s_test_rec(k, model[k], (uint32_t) round + 1, 0)) == 0);
+            if (k % 64 == 0)
+                disk_tick(ns->disk, kv_mono_ms());
+        }
+    for (int k = 0; k < N; k += 7) {
+        assert(store_remove(ns, s_test_digest(k), 99, 99) == 1);
+        model[k] = 0;
+    }
+    assert(store_remove(ns, s_test_digest(0), 99, 99) == 0); /* already gone */
+    for (int i = 0; i < 2000; i++)
+        disk_tick(ns->disk, kv_mono_ms());
+    assert(ns->disk->defrag_blocks > 0);
+    assert((uint64_t) (ns->disk->nblocks - ns->disk->nfree) * ns->disk->wb <= ns->cfg.disk_limit);
+    s_test_check(ns, model, N, now);
+    /* an expired record is invisible, swept, and stays gone */
+    assert(store_put(ns, s_test_rec(N + 1, 5, 1, now - 10)) == 0);
+    assert(!store_get(ns, s_test_digest(N + 1), now));
+    uint32_t swept = 0;
+    for (int i = 0; i < KV_PARTITIONS / 128; i++)
+        swept += store_sweep(ns, now, 128);
+    assert(swept == 1);
+    /* a clean restart keeps everything (and no deleted record returns) */
+    store_ns_destroy(&ns);
+    ns = s_test_open(dir);
+    s_test_check(ns, model, N, now);
+    assert(!store_get(ns, s_test_digest(N + 1), now));
+    /* more defragmentation after the restart, then another restart */
+    for (int k = 1; k < N; k += 2)
+        if (model[k]) {
+            model[k] = v++;
+            assert(store_put(ns, s_test_rec(k, model[k], 50, 0)) == 0);
+        }
+    for (int i = 0; i < 2000; i++)
+        disk_tick(ns->disk, kv_mono_ms());
+    store_ns_destroy(&ns);
+    ns = s_test_open(dir);
+    s_test_check(ns, model, N, now);
+    /* a torn tail: the last record written (a new key) loses its end;
+     * start-up drops it alone */
+    int last = N + 5;
+    assert(store_put(ns, s_test_rec(last, 77, 1, 0)) == 0);
+    uint32_t h = s_lookup(ns->disk, s_test_digest(last));
+    uint64_t loc = s_loc(s_ent(ns->disk, h));
+    uint64_t pos = s_block_pos(ns->disk, s_loc_block(loc)) + s_loc_off(loc);
+    char path[1200];
+    snprintf(path, sizeof path, "%s", ns->disk->path);
+    store_ns_destroy(&ns);
+    int fd = open(path, O_WRONLY);
+    assert(fd >= 0);
+    uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert(pwrite(fd, junk, sizeof junk, (off_t) pos + REC_HDR + 40) == (ssize_t) sizeof junk);
+    close(fd);
+    ns = s_test_open(dir);
+    assert(!store_get(ns, s_test_digest(last), now));
+    s_test_check(ns, model, N, now);
+    store_ns_destroy(&ns);
+    /* a second namespace on the same file with another block size: refused */
+    kv_ns_config_t cfg = {.name = "t", .max_record_size = 1024, .memory_limit = 64 << 20, .max_bins = 4,
+                          .storage = KV_STORAGE_FILE, .flush_ms = 1000, .write_block = 128 << 10,
+                          .defrag_lwm = 50, .disk_limit = 4 << 20};
+    char why[1300];
+    assert(!store_ns_new(&cfg, dir, why, sizeof why) && strstr(why, "write-block=65536"));
+    unlink(path);
+    rmdir(dir);
 }

@@ -23,8 +23,9 @@
  * zeroed before it is reused, after the copies of its live records are
  * on the device.
  *
- * Single-threaded: the server loop owns the engine; I/O is synchronous
- * (pwrite, pread, fdatasync). */
+ * The server loop owns the engine and does its reads and writes
+ * (pread, pwrite); only fdatasync runs on a thread of its own, so the
+ * loop goes on serving while a flush is in progress. */
 #ifndef KVNODE_DISK_H
 #define KVNODE_DISK_H
 
@@ -61,9 +62,22 @@ uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint
 /* Mark expired records in the next `parts` partitions as gone. */
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts);
 
-/* Bytes appended so far (grows with every write; for group commit). */
+/* Group commit.  Bytes appended so far (grows with every write), and how
+ * many of them a finished flush has made durable. */
 uint64_t disk_appended(const disk_t *d);
-/* Write out what is buffered and fdatasync.  0, or -1 with a reason. */
+uint64_t disk_synced(const disk_t *d);
+/* Start a flush of what is appended, unless one is running (the next
+ * starts when it ends).  The flush runs on the engine's own thread. */
+void disk_flush(disk_t *d);
+/* A descriptor that becomes readable when a flush ends; then call
+ * disk_flush_done, which takes its result in (and, for commit-to-device,
+ * starts the next).  -1 if the descriptor cannot be read. */
+int disk_event_fd(const disk_t *d);
+int disk_flush_done(disk_t *d);
+/* errno of a failed write or flush (writes have stopped), or 0. */
+int disk_failed(const disk_t *d);
+/* Write out and flush everything, waiting for it.  0, or -1 with a
+ * reason. */
 int disk_sync(disk_t *d, char *why, size_t whylen);
 /* Background work: the flush timer and defragmentation.  Returns the
  * milliseconds until it next needs to run. */
@@ -78,6 +92,8 @@ void disk_pack_stats(const disk_t *d, void *packer);
 /* Lock a data directory (creating it); -1 with a reason if another
  * process holds it.  The lock lasts until the process exits. */
 int disk_lock_dir(const char *dir, char *why, size_t whylen);
+
+void disk_test(bool verbose);
 
 
 #endif

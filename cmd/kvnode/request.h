@@ -29,7 +29,9 @@ struct server {
     msgpack_sbuffer reply;
     msgpack_packer pk;
     char why[512];
-    bool defer;                  /* the request wrote to a commit-to-device namespace */
+    bool defer;                  /* the request wrote to a commit-to-device namespace: */
+    int defer_ns;                /* which, */
+    uint64_t defer_upto;         /* and its bytes appended after the write */
     struct deferred *deferred;   /* replies waiting for a flush (group commit) */
     uint32_t n_deferred, cap_deferred;
 };

@@ -223,7 +223,11 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         return s_ops[h->op].fn(s, &r);
     uint64_t before = disk_appended(r.ns->disk);
     rc = s_ops[h->op].fn(s, &r);
-    s->defer = disk_appended(r.ns->disk) != before;
+    s->defer_upto = disk_appended(r.ns->disk);
+    s->defer = s->defer_upto != before;
+    for (int i = 0; i < s->n_ns; i++)
+        if (s->ns[i] == r.ns)
+            s->defer_ns = i;
     return rc;
 }
 
@@ -261,19 +265,20 @@ const uint8_t *server_reply_body(const server_t *s, size_t *len)
     return (const uint8_t *) s->reply.data;
 }
 
-/* A reply held back until the writes it acknowledges are flushed: its
- * envelope, header and body, sent as they are after the flush (or with
- * IN_DOUBT if the flush fails). */
+/* A reply held back until the write it acknowledges is flushed: its
+ * envelope, header and body, sent as they are once the namespace's
+ * flushed bytes reach upto (or with IN_DOUBT if the flush fails). */
 struct deferred {
     zmq_msg_t env[MAX_FRAMES];
     int n_env;
     kv_hdr_t rh;
     zmq_msg_t body;
+    int ns;
+    uint64_t upto;
 };
 
-/* Keep the reply to the request just served (envelope f[0..d]) for after
- * the flush.  -1 if there is no room (then it is sent at once after a
- * flush of its own). */
+/* Keep the reply to the request just served (envelope f[0..d]) until its
+ * write is flushed.  -1 if there is no room. */
 static int s_defer(server_t *s, zmq_msg_t *f, int d, const kv_hdr_t *rh)
 {
     if (s->n_deferred == s->cap_deferred) {
@@ -294,45 +299,81 @@ static int s_defer(server_t *s, zmq_msg_t *f, int d, const kv_hdr_t *rh)
     }
     q->n_env = d + 1;
     q->rh = *rh;
+    q->ns = s->defer_ns;
+    q->upto = s->defer_upto;
     s->n_deferred++;
     return 0;
 }
 
-/* Flush every commit-to-device namespace with unflushed writes, then send
- * the replies that waited for it. */
-static void s_commit(server_t *s)
+/* Send the held replies whose writes are now flushed, and answer IN_DOUBT
+ * to those whose flush failed; keep the rest, in order. */
+static void s_release(server_t *s)
 {
-    if (!s->n_deferred)
-        return;
-    char why[512] = "";
-    for (int i = 0; i < s->n_ns; i++) {
-        kv_ns_t *ns = s->ns[i];
-        if (ns->disk && ns->cfg.commit_to_device && disk_sync(ns->disk, why, sizeof why) != 0) {
-            kv_warn("namespace '%s': %s", ns->cfg.name, why);
-            break;
-        }
-    }
+    uint32_t kept = 0;
     for (uint32_t k = 0; k < s->n_deferred; k++) {
         struct deferred *q = &s->deferred[k];
+        const disk_t *disk = s->ns[q->ns]->disk;
+        int err = disk_failed(disk);
+        if (disk_synced(disk) < q->upto && !err) {
+            if (kept != k) { /* zmq_msg_t is moved with zmq_msg_move, never copied */
+                struct deferred *to = &s->deferred[kept];
+                for (int i = 0; i < q->n_env; i++) {
+                    zmq_msg_init(&to->env[i]);
+                    zmq_msg_move(&to->env[i], &q->env[i]);
+                }
+                zmq_msg_init(&to->body);
+                zmq_msg_move(&to->body, &q->body);
+                to->n_env = q->n_env;
+                to->rh = q->rh;
+                to->ns = q->ns;
+                to->upto = q->upto;
+            }
+            kept++;
+            continue;
+        }
         for (int i = 0; i < q->n_env; i++)
             zmq_msg_send(&q->env[i], s->sock, ZMQ_SNDMORE);
-        uint8_t out[KV_HDR_SIZE];
-        if (why[0]) {
+        if (disk_synced(disk) < q->upto) {
             zmq_msg_close(&q->body);
             msgpack_sbuffer_clear(&s->reply);
             msgpack_pack_map(&s->pk, 1);
             kv_mp_pack_cstr(&s->pk, "error");
+            char why[200];
+            snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
             kv_mp_pack_cstr(&s->pk, why);
             q->rh.status = KV_ERR_IN_DOUBT;
             s->errors[KV_ERR_IN_DOUBT]++;
             zmq_msg_init_size(&q->body, s->reply.size);
             memcpy(zmq_msg_data(&q->body), s->reply.data, s->reply.size);
         }
+        uint8_t out[KV_HDR_SIZE];
         kv_hdr_encode(&q->rh, out);
         zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
         zmq_msg_send(&q->body, s->sock, 0);
     }
-    s->n_deferred = 0;
+    s->n_deferred = kept;
+}
+
+/* After a batch of requests: start flushing the commit-to-device
+ * namespaces that have held replies. */
+static void s_commit(server_t *s)
+{
+    if (!s->n_deferred)
+        return;
+    for (int i = 0; i < s->n_ns; i++)
+        if (s->ns[i]->disk && s->ns[i]->cfg.commit_to_device)
+            disk_flush(s->ns[i]->disk);
+}
+
+/* Flush everything and send every held reply (shutdown, or no room). */
+static void s_commit_all(server_t *s)
+{
+    for (int i = 0; i < s->n_ns; i++) {
+        char why[1300];
+        if (s->ns[i]->disk && disk_sync(s->ns[i]->disk, why, sizeof why) != 0)
+            kv_warn("namespace '%s': %s", s->ns[i]->cfg.name, why);
+    }
+    s_release(s);
 }
 
 /* Receive one multipart message (already known to be waiting), run it and
@@ -396,7 +437,7 @@ static int s_serve_one(server_t *s)
         return 0;
     }
     if (s->defer) /* could not keep it: flush now, then answer */
-        s_commit(s);
+        s_commit_all(s);
     int i = 0;
     for (; i <= d; i++)
         zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
@@ -437,16 +478,32 @@ void server_run(server_t *s, volatile int *stop)
 {
     uint64_t next_sweep = kv_mono_ms() + SWEEP_INTERVAL_MS;
     long disk_wait = s_disk_ticks(s);
+    /* the socket, then the flush-done descriptor of each file namespace */
+    zmq_pollitem_t items[1 + KV_MAX_NS];
+    int nitems = 1, item_ns[1 + KV_MAX_NS];
+    items[0] = (zmq_pollitem_t){s->sock, 0, ZMQ_POLLIN, 0};
+    for (int i = 0; i < s->n_ns; i++)
+        if (s->ns[i]->disk) {
+            item_ns[nitems] = i;
+            items[nitems++] = (zmq_pollitem_t){NULL, disk_event_fd(s->ns[i]->disk), ZMQ_POLLIN, 0};
+        }
     while (!*stop) {
-        zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
         uint64_t now = kv_mono_ms();
         long wait = now >= next_sweep ? 0 : (long) (next_sweep - now);
         if (disk_wait < wait)
             wait = disk_wait;
-        int rc = zmq_poll(&item, 1, wait);
+        int rc = zmq_poll(items, nitems, wait);
         if (rc < 0 && errno != EINTR)
             break;
-        if (rc > 0) {
+        bool flushed = false;
+        for (int i = 1; rc > 0 && i < nitems; i++)
+            if (items[i].revents & ZMQ_POLLIN) {
+                disk_flush_done(s->ns[item_ns[i]]->disk);
+                flushed = true;
+            }
+        if (flushed)
+            s_release(s);
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s->now_ms = kv_wall_ms();
             for (int k = 0; k < 4096 && s_serve_one(s) == 0; k++)
                 if ((k & 63) == 63)
@@ -465,7 +522,7 @@ void server_run(server_t *s, volatile int *stop)
     s->now_ms = kv_wall_ms();
     while (s_serve_one(s) == 0)
         ;
-    s_commit(s);
+    s_commit_all(s);
 }
 
 server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *why, size_t whylen)

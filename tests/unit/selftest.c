@@ -2,6 +2,7 @@
  * prints TAP.  Usage: kvselftest [-v] [NAME...] */
 #include "../../cmd/kvbench/hist.h"
 #include "../../cmd/kvnode/config.h"
+#include "../../cmd/kvnode/disk.h"
 #include "../../cmd/kvnode/server.h"
 #include "../../cmd/kvnode/store.h"
 #include "../../cmd/kvquery/kvquery.h"
@@ -24,7 +25,7 @@ static const struct {
 } s_tests[] = {
     {"kv_err", kv_err_test},       {"kv_proto", kv_proto_test}, {"kv_digest", kv_digest_test},
     {"kv_mp", kv_mp_test},         {"kv_json", kv_json_test},   {"kv_util", kv_util_test},
-    {"kv_client", kv_client_test}, {"store", store_test},       {"config", config_test},
+    {"kv_client", kv_client_test}, {"store", store_test},       {"disk", disk_test},         {"config", config_test},
     {"server", server_test},   {"kvquery_args", kq_args_test}, {"kvbench_hist", hist_test},
 };
 
