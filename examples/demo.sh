@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: the kvstore tour.  Starts a kvnode on loopback with a temporary
-# directory, loads examples/data/users.jsonl with `kvquery import`, runs
-# reads, an operate and a scan, and stops everything it started.
+# data directory, loads examples/data/users.jsonl with `kvquery import`,
+# runs reads, an operate and a scan, restarts the node to show the data
+# kept, and stops everything it started.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$root/bin:$PATH"
@@ -25,17 +26,33 @@ show() { # print a command like a shell session, then run it
     "$@" 2>&1
 }
 
-echo "== starting kvnode on loopback (temporary directory $tmp)"
-kvnode -l 'tcp://127.0.0.1:*' --ready-file "$tmp/ready" > "$tmp/kvnode.log" 2>&1 &
-node_pid=$!
-for _ in $(seq 200); do
-    [ -s "$tmp/ready" ] && break
-    kill -0 "$node_pid" 2>/dev/null || { cat "$tmp/kvnode.log"; exit 1; }
-    sleep 0.05
-done
-[ -s "$tmp/ready" ] || { echo "demo: kvnode did not start" >&2; cat "$tmp/kvnode.log"; exit 1; }
-export KV_ENDPOINT=$(cat "$tmp/ready")
-cat "$tmp/kvnode.log"
+# start_node: kvnode on a free loopback port, namespace test kept in
+# $tmp/data with every write flushed before it is acknowledged
+start_node() {
+    rm -f "$tmp/ready"
+    kvnode -l 'tcp://127.0.0.1:*' -d "$tmp/data" --ns test,commit-to-device=true \
+        --ready-file "$tmp/ready" > "$tmp/kvnode.log" 2>&1 &
+    node_pid=$!
+    for _ in $(seq 200); do
+        [ -s "$tmp/ready" ] && break
+        kill -0 "$node_pid" 2>/dev/null || { cat "$tmp/kvnode.log"; exit 1; }
+        sleep 0.05
+    done
+    [ -s "$tmp/ready" ] || { echo "demo: kvnode did not start" >&2; cat "$tmp/kvnode.log"; exit 1; }
+    KV_ENDPOINT=$(cat "$tmp/ready")
+    export KV_ENDPOINT
+    cat "$tmp/kvnode.log"
+}
+
+stop_node() {
+    kill "$node_pid"
+    wait "$node_pid" 2>/dev/null || true
+    node_pid=
+}
+
+echo "== starting kvnode on loopback, data in a temporary directory ($tmp/data)"
+printf '\n$ kvnode -l tcp://127.0.0.1:* -d %s --ns test,commit-to-device=true\n' "$tmp/data"
+start_node
 
 echo
 echo "== loading the sample data set ($(wc -l < "$root/examples/data/users.jsonl") records)"
@@ -67,8 +84,12 @@ echo "== node statistics"
 show kvquery info namespaces
 
 echo
+echo "== restarting kvnode: the index is rebuilt from the data file"
+stop_node
+start_node
+show kvquery get test users alice
+
+echo
 echo "== stopping kvnode"
-kill "$node_pid"
-wait "$node_pid" 2>/dev/null || true
-node_pid=
+stop_node
 echo "demo finished; nothing left running"

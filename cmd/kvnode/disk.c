@@ -1184,8 +1184,9 @@ static int s_recover(disk_t *d, uint64_t size, char *why, size_t whylen)
     for (uint32_t b = 0; b < d->nblocks; b++)
         s_maybe_queue(d, b);
     double secs = (double) (kv_mono_us() - t0) / 1e6;
-    kv_warn("namespace '%s': loaded %llu records, %llu tombstones from %u blocks in %.2f s", d->ns->cfg.name,
-            (unsigned long long) d->ns->records, (unsigned long long) d->ns->tombstones, n, secs);
+    kv_warn("namespace '%s': loaded %llu records, %llu tombstones from %u block%s in %.2f s", d->ns->cfg.name,
+            (unsigned long long) d->ns->records, (unsigned long long) d->ns->tombstones, n, n == 1 ? "" : "s",
+            secs);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-examples.sh PAGE: run every .Dl command of PAGE's EXAMPLES section,
 # in order, in an empty temporary directory, against a fresh kvnode.
-# Every "tcp://127.0.0.1:7700" is replaced by the test node's endpoint.  A
+# Every "tcp://127.0.0.1:7700" is replaced by the test node's endpoint, and
+# every "/tmp/" by the temporary directory (so examples leave nothing).  A
 # line starting with "kvnode " replaces the running node (started in the
 # background with --ready-file).  Every other line must exit 0.
 set -u
@@ -47,6 +48,7 @@ n=0
 while IFS= read -r line; do
     n=$((n + 1))
     cmd=${line//tcp:\/\/127.0.0.1:7700/$endpoint}
+    cmd=${cmd//\/tmp\//$work\/}
     case "$cmd" in
     kvnode\ *)
         case "$cmd" in *"$endpoint"*) ;; *) echo "$page example $n: a kvnode example must listen on tcp://127.0.0.1:7700: $line"; exit 1 ;; esac
