@@ -367,24 +367,44 @@ static int s_seal(disk_t *d)
     return 0;
 }
 
-static int s_open_block(disk_t *d)
+/* Open a free block for writing.  The file grows a block at a time (with
+ * posix_fallocate, so a full file system shows here and not in a later
+ * write).  A user write (keep_spare) also needs one more free block in
+ * the file after it, so that when the file system is full, deletes and
+ * defragmentation still have a block to write in. */
+static int s_open_block(disk_t *d, bool keep_spare)
 {
-    uint32_t b = 0;
-    while (b < d->nblocks && d->blocks[b].state != B_FREE)
-        b++;
-    if (b == d->nblocks) {
-        snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: every write block of its disk limit is used",
-                 d->ns->cfg.name);
+    uint32_t need = keep_spare ? 2 : 1, first = NONE, n = 0;
+    for (uint32_t b = 0; b < d->file_blocks; b++)
+        if (d->blocks[b].state == B_FREE) {
+            if (first == NONE)
+                first = b;
+            n++;
+        }
+    int rc = 0;
+    while (n < need && d->file_blocks < d->nblocks) {
+        if ((rc = posix_fallocate(d->fd, (off_t) s_block_pos(d, d->file_blocks), (off_t) d->wb)) != 0)
+            break;
+        if (first == NONE)
+            first = d->file_blocks;
+        d->file_blocks++;
+        n++;
+    }
+    if (n < need) {
+        if (rc)
+            snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: cannot grow %s: %s%s", d->ns->cfg.name,
+                     d->path, strerror(rc), keep_spare && n ? " (its last free block is kept for deletes)" : "");
+        else
+            snprintf(d->ns->why, sizeof d->ns->why,
+                     "namespace '%s' is full: every write block of its disk limit is used", d->ns->cfg.name);
         return -1;
     }
-    int rc = posix_fallocate(d->fd, (off_t) s_block_pos(d, b), (off_t) d->wb);
-    if (rc != 0) {
+    uint32_t b = first;
+    if ((rc = posix_fallocate(d->fd, (off_t) s_block_pos(d, b), (off_t) d->wb)) != 0) { /* a cut file */
         snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: cannot grow %s: %s", d->ns->cfg.name,
                  d->path, strerror(rc));
         return -1;
     }
-    if (b >= d->file_blocks)
-        d->file_blocks = b + 1;
     block_t *bl = &d->blocks[b];
     memset(bl, 0, sizeof *bl);
     bl->state = B_OPEN;
@@ -422,14 +442,15 @@ static int s_room(disk_t *d, uint32_t bytes, uint32_t reserve)
     return 0;
 }
 
-/* Append a record image (header+data, len bytes) to the open block.  The
- * caller has checked the room.  Sets *loc's parts. */
-static int s_append(disk_t *d, const kv_rec_t *img, uint32_t *block, uint32_t *off, uint32_t *padded)
+/* Append a record image (header and data) to the open block, opening one
+ * if needed (for a user write, keeping a spare; see s_open_block).  The
+ * caller has checked the room.  Sets the record's place. */
+static int s_append(disk_t *d, const kv_rec_t *img, bool user, uint32_t *block, uint32_t *off, uint32_t *padded)
 {
     uint32_t len = (uint32_t) sizeof(kv_rec_t) + rec_data_len(img), total = REC_HDR + len, p = s_pad16(total);
     if (d->cur != NONE && d->cur_off + p > d->wb && s_seal(d) != 0)
         goto io_error;
-    if (d->cur == NONE && s_open_block(d) != 0)
+    if (d->cur == NONE && s_open_block(d, user) != 0)
         return -1;
     uint8_t *h = d->wbuf + d->cur_off;
     uint32_t seq_lo = (uint32_t) d->blocks[d->cur].seq;
@@ -645,7 +666,7 @@ int disk_put(disk_t *d, kv_rec_t *rec)
     }
     uint32_t need = s_pad16(REC_HDR + (uint32_t) sizeof(kv_rec_t) + rec_data_len(rec));
     uint32_t b, off, plen;
-    if (s_room(d, need, s_reserve(d)) != 0 || s_append(d, rec, &b, &off, &plen) != 0)
+    if (s_room(d, need, s_reserve(d)) != 0 || s_append(d, rec, true, &b, &off, &plen) != 0)
         return -1;
     if (!h && !(h = s_insert(d, rec->digest))) {
         /* the record is in the block but nothing points at it: dead */
@@ -678,7 +699,7 @@ static int s_write_tombstone(disk_t *d, ient_t *e, uint32_t gen, uint64_t lut, u
     t.gen = gen;
     t.lut = lut;
     uint32_t b, off, plen;
-    if (s_room(d, s_pad16(REC_HDR + sizeof t), reserve) != 0 || s_append(d, &t, &b, &off, &plen) != 0)
+    if (s_room(d, s_pad16(REC_HDR + sizeof t), reserve) != 0 || s_append(d, &t, false, &b, &off, &plen) != 0)
         return -1;
     if (e->state == E_LIVE || e->state == E_TOMB)
         s_dec_live(d, s_loc(e));
@@ -945,7 +966,7 @@ static int s_defrag(disk_t *d, uint32_t b)
                 return -1;
         } else {
             uint32_t nb, noff, plen;
-            if (s_room(d, s_pad16(len), 0) != 0 || s_append(d, img, &nb, &noff, &plen) != 0)
+            if (s_room(d, s_pad16(len), 0) != 0 || s_append(d, img, false, &nb, &noff, &plen) != 0)
                 return -1;
             s_dec_live(d, loc);
             s_set_loc(e, nb, noff, plen);
