@@ -2,6 +2,7 @@
  * memory, group commit, defragmentation, tombstones, recovery). */
 #include "disk.h"
 #include "kv_digest.h"
+#include "kv_err.h"
 #include "kv_mp.h"
 #include "kv_util.h"
 #include <assert.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -468,8 +470,10 @@ static int s_append(disk_t *d, const kv_rec_t *img, bool user, uint32_t *block, 
     d->appended += p;
     return 0;
 io_error:
-    snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s': cannot write %s: %s", d->ns->cfg.name, d->path,
-             strerror(errno));
+    d->failed = errno;
+    d->ns->why_code = KV_ERR_SERVER;
+    snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s': cannot write %s: %s; writes to it stop",
+             d->ns->cfg.name, d->path, strerror(errno));
     return -1;
 }
 
@@ -645,8 +649,10 @@ uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint
  * then unknown, and acknowledging more would be a lie. */
 static int s_check_failed(disk_t *d)
 {
+    d->ns->why_code = KV_ERR_NS_FULL; /* what a failure below is, unless said otherwise */
     if (!d->failed)
         return 0;
+    d->ns->why_code = KV_ERR_SERVER;
     snprintf(d->ns->why, sizeof d->ns->why,
              "namespace '%s': writes stopped after a failed write or flush of %s: %s", d->ns->cfg.name, d->path,
              strerror(d->failed));
@@ -712,11 +718,11 @@ static int s_write_tombstone(disk_t *d, ient_t *e, uint32_t gen, uint64_t lut, u
 
 int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut)
 {
+    if (s_check_failed(d) != 0)
+        return -1;
     uint32_t h = s_lookup(d, digest);
     if (!h || s_ent(d, h)->state != E_LIVE)
         return 0;
-    if (s_check_failed(d) != 0)
-        return -1;
     if (s_write_tombstone(d, s_ent(d, h), gen, lut, 0, &d->write_bytes) != 0)
         return -1;
     d->ns->records--;
@@ -1275,7 +1281,12 @@ disk_t *disk_open(kv_ns_t *ns, const char *dir, char *why, size_t whylen)
     }
     if (s_recover(d, size, why, whylen) != 0)
         goto fail;
+    /* the flusher takes no signals: SIGTERM must reach the request loop */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&d->flusher, NULL, s_flusher, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         snprintf(why, whylen, "cannot start the flusher thread: %s", strerror(rc));
         goto fail;

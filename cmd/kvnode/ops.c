@@ -101,8 +101,10 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
         return srv_fail(s, KV_ERR_TOO_BIG, "record is %llu bytes, limit is %llu", (unsigned long long) size,
                       (unsigned long long) ns->cfg.max_record_size);
     uint32_t data_len = r->set_len + key_len + (uint32_t) bins_len;
+    /* records in memory count against its limit; a file namespace's limit
+     * is its index's, which the engine checks */
     uint64_t cost = store_rec_cost(data_len), old_cost = old ? store_rec_cost(rec_data_len(old)) : 0;
-    if (ns->memory_used - old_cost + cost > ns->cfg.memory_limit)
+    if (!ns->disk && ns->memory_used - old_cost + cost > ns->cfg.memory_limit)
         return srv_fail(s, KV_ERR_NS_FULL, "namespace '%s' is at its memory limit (%llu of %llu bytes used)",
                       ns->cfg.name, (unsigned long long) ns->memory_used,
                       (unsigned long long) ns->cfg.memory_limit);
@@ -127,11 +129,17 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     return KV_OK;
 }
 
+/* A failed store write: NAMESPACE_FULL, or SERVER after an I/O error. */
+static int s_store_fail(server_t *s, const req_t *r)
+{
+    return srv_fail(s, r->ns->why_code ? r->ns->why_code : KV_ERR_NS_FULL, "%s", r->ns->why);
+}
+
 static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
 {
     if (store_put(r->ns, rec) != 0) {
         free(rec);
-        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
+        return s_store_fail(s, r);
     }
     return KV_OK;
 }
@@ -141,7 +149,7 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
 static int s_delete_record(server_t *s, req_t *r, const kv_rec_t *old)
 {
     if (store_remove(r->ns, r->h->digest, old->gen == UINT32_MAX ? 1 : old->gen + 1, s_lut(s)) < 0)
-        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
+        return s_store_fail(s, r);
     return KV_OK;
 }
 
@@ -395,7 +403,7 @@ int op_touch(server_t *s, req_t *r)
     rec->gen = rec->gen == UINT32_MAX ? 1 : rec->gen + 1;
     rec->lut = s_lut(s);
     if (store_rewrite(r->ns, rec) != 0)
-        return srv_fail(s, KV_ERR_NS_FULL, "%s", r->ns->why);
+        return s_store_fail(s, r);
     msgpack_pack_map(&s->pk, 2);
     s_pack_meta(&s->pk, rec, r->now);
     return KV_OK;

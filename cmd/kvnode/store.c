@@ -1,6 +1,7 @@
 /* store: in-memory namespaces of records in per-partition hash tables. */
 #include "store.h"
 #include "disk.h"
+#include "kv_err.h"
 #include "kv_digest.h"
 #include <sodium.h>
 #include <assert.h>
@@ -152,6 +153,7 @@ int store_put(kv_ns_t *ns, kv_rec_t *rec)
     kv_part_t *p = s_part(ns, rec->digest);
     if ((p->count + 1) * 4 > p->cap * 3 && s_grow(p) != 0) {
         snprintf(ns->why, sizeof ns->why, "out of memory");
+        ns->why_code = KV_ERR_NS_FULL;
         return -1;
     }
     uint32_t i = s_find(p, rec->digest);
@@ -189,6 +191,7 @@ int store_rewrite(kv_ns_t *ns, kv_rec_t *rec)
     kv_rec_t *copy = malloc(size);
     if (!copy) {
         snprintf(ns->why, sizeof ns->why, "out of memory");
+        ns->why_code = KV_ERR_NS_FULL;
         return -1;
     }
     memcpy(copy, rec, size);

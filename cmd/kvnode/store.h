@@ -69,7 +69,8 @@ typedef struct {
     uint64_t expired;         /* reclaimed by the sweeper or on access */
     uint64_t tombstones;      /* file: deleted and expired entries kept */
     uint32_t sweep_pid;       /* next partition the sweeper visits */
-    char why[1536];           /* why the last failed write failed */
+    char why[1536];           /* why the last failed write failed, */
+    int why_code;             /* and its error code (kv_err.h) */
 } kv_ns_t;
 
 /* Memory a record of this data size costs (record and index slot). */
