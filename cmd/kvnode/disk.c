@@ -582,13 +582,21 @@ bad:
 
 kv_rec_t *disk_get(disk_t *d, const uint8_t *digest, uint32_t now)
 {
+    d->ns->read_error = false;
     uint32_t h = s_lookup(d, digest);
     if (!h)
         return NULL;
     ient_t *e = s_ent(d, h);
     if (e->state != E_LIVE || s_expired(e->void_time, now))
         return NULL;
-    return s_read(d, s_loc(e), d->rbuf);
+    kv_rec_t *r = s_read(d, s_loc(e), d->rbuf);
+    if (!r) {
+        d->ns->read_error = true;
+        snprintf(d->ns->why, sizeof d->ns->why,
+                 "namespace '%s': the stored record is damaged (it fails its checksum; see the node's log)",
+                 d->ns->cfg.name);
+    }
+    return r;
 }
 
 static int s_cmp_handle(const void *a, const void *b, void *arg)

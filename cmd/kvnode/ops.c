@@ -129,6 +129,16 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     return KV_OK;
 }
 
+/* The live record r addresses, or NULL if there is none; SERVER if it is
+ * stored but damaged (a file namespace). */
+static int s_fetch(server_t *s, req_t *r, kv_rec_t **rec)
+{
+    *rec = store_get(r->ns, r->h->digest, r->now);
+    if (!*rec && r->ns->read_error)
+        return srv_fail(s, KV_ERR_SERVER, "%s", r->ns->why);
+    return KV_OK;
+}
+
 /* A failed store write: NAMESPACE_FULL, or SERVER after an I/O error. */
 static int s_store_fail(server_t *s, const req_t *r)
 {
@@ -279,7 +289,9 @@ int op_get(server_t *s, req_t *r)
     int rc = s_bin_names(s, r, &names, &have);
     if (rc != KV_OK)
         return rc;
-    kv_rec_t *rec = store_get(r->ns, r->h->digest, r->now);
+    kv_rec_t *rec;
+    if ((rc = s_fetch(s, r, &rec)) != KV_OK)
+        return rc;
     if (!rec)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
     s_pack_record(s, &s->pk, rec, r->now, have ? &names : NULL, false, false, 0);
@@ -288,7 +300,10 @@ int op_get(server_t *s, req_t *r)
 
 int op_exists(server_t *s, req_t *r)
 {
-    kv_rec_t *rec = store_get(r->ns, r->h->digest, r->now);
+    kv_rec_t *rec;
+    int rc = s_fetch(s, r, &rec);
+    if (rc != KV_OK)
+        return rc;
     if (!rec)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
     msgpack_pack_map(&s->pk, 2);
@@ -319,8 +334,8 @@ int op_put(server_t *s, req_t *r)
                        sizeof s->why);
     if (rc != KV_OK)
         return rc;
-    kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
-    if ((rc = s_check_set(s, r, old)) != KV_OK)
+    kv_rec_t *old;
+    if ((rc = s_fetch(s, r, &old)) != KV_OK || (rc = s_check_set(s, r, old)) != KV_OK)
         return rc;
     if (old && p.exists == KV_EXISTS_CREATE_ONLY)
         return srv_fail(s, KV_ERR_EXISTS, "record exists");
@@ -371,7 +386,8 @@ static int s_existing_for_write(server_t *s, req_t *r, wpolicy_t *p, kv_rec_t **
     int rc = s_write_policy(s, r, p);
     if (rc != KV_OK)
         return rc;
-    *rec = store_get(r->ns, r->h->digest, r->now);
+    if ((rc = s_fetch(s, r, rec)) != KV_OK)
+        return rc;
     if (!*rec)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
     if ((rc = s_check_set(s, r, *rec)) != KV_OK)
@@ -611,8 +627,8 @@ int op_operate(server_t *s, req_t *r)
         if (needs_val && !(code == KV_OPR_WRITE && op[i].vlen == 1 && op[i].val[0] == 0xc0))
             creates = true;
     }
-    kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
-    if ((rc = s_check_set(s, r, old)) != KV_OK)
+    kv_rec_t *old;
+    if ((rc = s_fetch(s, r, &old)) != KV_OK || (rc = s_check_set(s, r, old)) != KV_OK)
         return rc;
     if (!old && !creates)
         return srv_fail(s, KV_ERR_NOT_FOUND, "not found");
@@ -714,10 +730,10 @@ int op_batch(server_t *s, req_t *r)
         uint32_t dl;
         kv_mp_read_bin(&keys, &d, &dl);
         kv_rec_t *rec = store_get(r->ns, d, r->now);
-        if (!rec) {
+        if (!rec) { /* not found, or damaged (SERVER) */
             msgpack_pack_map(&pk, 1);
             kv_mp_pack_cstr(&pk, "status");
-            msgpack_pack_int(&pk, KV_ERR_NOT_FOUND);
+            msgpack_pack_int(&pk, r->ns->read_error ? KV_ERR_SERVER : KV_ERR_NOT_FOUND);
             continue;
         }
         s_pack_record(s, &pk, rec, r->now, have ? &names : NULL, nobins, true, 1);

@@ -71,6 +71,7 @@ typedef struct {
     uint32_t sweep_pid;       /* next partition the sweeper visits */
     char why[1536];           /* why the last failed write failed, */
     int why_code;             /* and its error code (kv_err.h) */
+    bool read_error;          /* the last store_get found a damaged record (why says) */
 } kv_ns_t;
 
 /* Memory a record of this data size costs (record and index slot). */
@@ -83,7 +84,8 @@ kv_ns_t *store_ns_new(const kv_ns_config_t *cfg, const char *dir, char *why, siz
 void store_ns_destroy(kv_ns_t **ns_p);
 
 /* Live record or NULL; an expired record found here is reclaimed.  For a
- * file namespace the record is a copy valid until the next store call. */
+ * file namespace the record is a copy valid until the next store call,
+ * and NULL with ns->read_error set means it is there but damaged. */
 kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now);
 /* Insert or replace.  Takes ownership of rec, which stays readable until
  * the next write.  0, or -1 with ns->why (the write changed nothing). */

@@ -4,18 +4,6 @@
 
 load helpers
 
-# gone NS SET KEY: the record can no longer be read (exit 1).
-gone() {
-    local st=0
-    kvquery get "$@" || st=$?
-    [ "$st" -eq 1 ]
-}
-
-# clock_past S: the wall clock has passed second S.
-clock_past() {
-    [ "$(date +%s)" -gt "$1" ]
-}
-
 @test "put --ttl 1: the record expires from get, exists and scan; others stay" {
     start_node
     run -0 kvquery put test t short v=1 --ttl 1

@@ -207,3 +207,51 @@ kv_free_endpoint() {
 json_field() {
     python3 -c 'import json, sys; r = json.load(sys.stdin); print(json.dumps('"$1"'))'
 }
+
+# kill9_node [PID]: kill the node (default: the last one started) with
+# SIGKILL, as a crash would, and reap it.  Sets NODE_STATUS.
+kill9_node() {
+    local pid=${1:-$NODE_PID}
+    NODE_STATUS=
+    [ -n "$pid" ] || return 0
+    if _kv_is_kvnode "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    NODE_STATUS=0
+    wait "$pid" 2>/dev/null || NODE_STATUS=$?
+    _kv_forget "$pid"
+}
+
+# restart_node [kvnode args...]: stop the last node started with SIGTERM
+# (stop_node), fail unless it exited 0, and start a new node with ARGS
+# (give the same -d DIR to restart on the same data).
+restart_node() {
+    stop_node
+    if [ "$NODE_STATUS" != 0 ]; then
+        echo "restart_node: kvnode exited with status $NODE_STATUS on SIGTERM" >&2
+        return 1
+    fi
+    start_node "$@"
+}
+
+# ns_info NS FIELD: print FIELD of `kvquery info NS` as it is in the JSON
+# (numbers and booleans bare, strings quoted); fails if it is missing.
+ns_info() {
+    local out
+    out=$(kvquery info "$1") || return
+    out=$(sed -nE 's/.*"'"$2"'":("[^"]*"|[^,}]*).*/\1/p' <<<"$out")
+    [ -n "$out" ] || { echo "ns_info: no field '$2' in info $1" >&2; return 1; }
+    echo "$out"
+}
+
+# gone NS SET KEY: the record can no longer be read (exit 1).
+gone() {
+    local st=0
+    kvquery get "$@" || st=$?
+    [ "$st" -eq 1 ]
+}
+
+# clock_past S: the wall clock has passed second S.
+clock_past() {
+    [ "$(date +%s)" -gt "$1" ]
+}
