@@ -899,7 +899,7 @@ int disk_flush_done(disk_t *d)
     if (read(d->efd, &n, sizeof n) < 0 && errno != EAGAIN)
         return -1;
     s_complete(d);
-    if (d->ns->cfg.commit_to_device || d->sync_due)
+    if (d->sync_due)
         disk_flush(d);
     return 0;
 }

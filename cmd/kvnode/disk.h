@@ -70,8 +70,9 @@ uint64_t disk_synced(const disk_t *d);
  * starts when it ends).  The flush runs on the engine's own thread. */
 void disk_flush(disk_t *d);
 /* A descriptor that becomes readable when a flush ends; then call
- * disk_flush_done, which takes its result in (and, for commit-to-device,
- * starts the next).  -1 if the descriptor cannot be read. */
+ * disk_flush_done, which takes its result in (the caller starts the next
+ * flush once it has taken in the requests that arrived meanwhile).  -1 if
+ * the descriptor cannot be read. */
 int disk_event_fd(const disk_t *d);
 int disk_flush_done(disk_t *d);
 /* errno of a failed write or flush (writes have stopped), or 0. */

@@ -355,7 +355,8 @@ static void s_release(server_t *s)
 }
 
 /* After a batch of requests: start flushing the commit-to-device
- * namespaces that have held replies. */
+ * namespaces that have held replies (unless a flush is running; then the
+ * next starts after it, here). */
 static void s_commit(server_t *s)
 {
     if (!s->n_deferred)
@@ -508,8 +509,10 @@ void server_run(server_t *s, volatile int *stop)
             for (int k = 0; k < 4096 && s_serve_one(s) == 0; k++)
                 if ((k & 63) == 63)
                     s->now_ms = kv_wall_ms();
-            s_commit(s);
         }
+        /* start the next flush only now, so it covers every write that
+         * arrived while the last one ran */
+        s_commit(s);
         disk_wait = s_disk_ticks(s);
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
