@@ -18,8 +18,18 @@ struct kv_client {
     bool refused;
     uint64_t next_id;
     int inflight;
+    uint8_t *out;       /* requests queued, not yet sent: one frame */
+    size_t out_len, out_cap;
+    int out_reqs;
+    zmq_msg_t frame;    /* the reply frame being read, */
+    bool have_frame;
+    size_t roff;        /* and where its next reply starts */
     char error[512];
 };
+
+/* A frame goes out when it holds this many requests or bytes. */
+#define OUT_REQS 256
+#define OUT_BYTES (256u << 10)
 
 static uint64_t s_now_ms(void)
 {
@@ -64,6 +74,9 @@ void kv_client_destroy(kv_client_t **self_p)
     kv_client_t *self = *self_p;
     if (!self)
         return;
+    if (self->have_frame)
+        zmq_msg_close(&self->frame);
+    free(self->out);
     zmq_socket_monitor(self->sock, NULL, 0);
     zmq_close(self->monitor);
     zmq_close(self->sock);
@@ -136,11 +149,26 @@ static void s_free(void *data, void *hint)
     free(data);
 }
 
+int kv_client_flush(kv_client_t *self)
+{
+    if (!self->out_len)
+        return 0;
+    zmq_msg_t m;
+    zmq_msg_init_data(&m, self->out, self->out_len, s_free, NULL);
+    self->out = NULL;
+    self->out_len = self->out_cap = 0;
+    self->out_reqs = 0;
+    if (zmq_send(self->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_msg_send(&m, self->sock, 0) < 0) {
+        snprintf(self->error, sizeof self->error, "send to %s: %s", self->endpoint, zmq_strerror(errno));
+        zmq_msg_close(&m);
+        return -1;
+    }
+    return 0;
+}
+
 int kv_client_send(kv_client_t *self, kv_req_t *req)
 {
     req->hdr.reqid = self->next_id++;
-    uint8_t hdr[KV_HDR_SIZE];
-    kv_hdr_encode(&req->hdr, hdr);
     /* body = map header for nfields, then the packed fields */
     uint8_t mh[5];
     size_t mhl;
@@ -154,28 +182,36 @@ int kv_client_send(kv_client_t *self, kv_req_t *req)
         mhl = 3;
     }
     size_t n = mhl + req->body.size;
-    if (n > KV_FRAME_MAX) { /* the server would drop the connection */
+    if (KV_HDR_SIZE + n > KV_FRAME_MAX) { /* the server would drop the connection */
         snprintf(self->error, sizeof self->error, "%s: the request is %zu bytes, more than the %d-byte frame limit",
                  kv_err_name(KV_ERR_TOO_BIG), n, KV_FRAME_MAX);
         return -1;
     }
-    uint8_t *body = malloc(n);
-    if (!body) {
-        snprintf(self->error, sizeof self->error, "out of memory");
+    if (self->out_len + KV_HDR_SIZE + n > KV_FRAME_MAX && kv_client_flush(self) != 0)
         return -1;
+    if (self->out_len + KV_HDR_SIZE + n > self->out_cap) {
+        size_t cap = self->out_cap ? self->out_cap : 4096;
+        while (cap < self->out_len + KV_HDR_SIZE + n)
+            cap *= 2;
+        uint8_t *nb = realloc(self->out, cap);
+        if (!nb) {
+            snprintf(self->error, sizeof self->error, "out of memory");
+            return -1;
+        }
+        self->out = nb;
+        self->out_cap = cap;
     }
-    memcpy(body, mh, mhl);
+    uint8_t *p = self->out + self->out_len;
+    req->hdr.body_len = (uint32_t) n;
+    kv_hdr_encode(&req->hdr, p);
+    memcpy(p + KV_HDR_SIZE, mh, mhl);
     if (req->body.size)
-        memcpy(body + mhl, req->body.data, req->body.size);
-    zmq_msg_t m;
-    zmq_msg_init_data(&m, body, n, s_free, NULL);
-    if (zmq_send(self->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(self->sock, hdr, KV_HDR_SIZE, ZMQ_SNDMORE) < 0
-        || zmq_msg_send(&m, self->sock, 0) < 0) {
-        snprintf(self->error, sizeof self->error, "send to %s: %s", self->endpoint, zmq_strerror(errno));
-        zmq_msg_close(&m);
-        return -1;
-    }
+        memcpy(p + KV_HDR_SIZE + mhl, req->body.data, req->body.size);
+    self->out_len += KV_HDR_SIZE + n;
+    self->out_reqs++;
     self->inflight++;
+    if (self->out_reqs >= OUT_REQS || self->out_len >= OUT_BYTES)
+        return kv_client_flush(self);
     return 0;
 }
 
@@ -218,41 +254,70 @@ static void s_drain(void *sock)
     }
 }
 
-static int s_read_reply(kv_client_t *self, kv_reply_t *rep)
+/* Receive a reply message (delimiter, one frame) into self->frame. */
+static int s_read_frame(kv_client_t *self)
 {
-    zmq_msg_t delim, hdr;
+    zmq_msg_t delim;
     zmq_msg_init(&delim);
-    zmq_msg_init(&hdr);
-    zmq_msg_init(&rep->body);
+    zmq_msg_init(&self->frame);
     int rc = -1;
-    char why[128];
     if (zmq_msg_recv(&delim, self->sock, 0) < 0)
         snprintf(self->error, sizeof self->error, "receive from %s: %s", self->endpoint, zmq_strerror(errno));
     else if (zmq_msg_size(&delim) != 0 || !zmq_msg_more(&delim))
         snprintf(self->error, sizeof self->error, "malformed reply from %s: no envelope delimiter", self->endpoint);
-    else if (zmq_msg_recv(&hdr, self->sock, 0) < 0 || !zmq_msg_more(&hdr))
-        snprintf(self->error, sizeof self->error, "malformed reply from %s: no body frame", self->endpoint);
-    else if (kv_hdr_decode(&rep->hdr, zmq_msg_data(&hdr), zmq_msg_size(&hdr), why, sizeof why) != KV_OK)
-        snprintf(self->error, sizeof self->error, "malformed reply from %s: %s", self->endpoint, why);
-    else if (zmq_msg_recv(&rep->body, self->sock, 0) < 0 || zmq_msg_more(&rep->body))
+    else if (zmq_msg_recv(&self->frame, self->sock, 0) < 0)
+        snprintf(self->error, sizeof self->error, "receive from %s: %s", self->endpoint, zmq_strerror(errno));
+    else if (zmq_msg_more(&self->frame))
         snprintf(self->error, sizeof self->error, "malformed reply from %s: extra frames", self->endpoint);
-    else if (!kv_mp_valid(zmq_msg_data(&rep->body), zmq_msg_size(&rep->body)))
-        snprintf(self->error, sizeof self->error, "malformed reply from %s: body is not MessagePack",
-                 self->endpoint);
+    else if (zmq_msg_size(&self->frame) == 0)
+        snprintf(self->error, sizeof self->error, "malformed reply from %s: empty frame", self->endpoint);
     else
         rc = 0;
     s_drain(self->sock);
     zmq_msg_close(&delim);
-    zmq_msg_close(&hdr);
     if (rc != 0)
-        zmq_msg_close(&rep->body);
-    else if (self->inflight > 0)
-        self->inflight--;
+        zmq_msg_close(&self->frame);
+    self->have_frame = rc == 0;
+    self->roff = 0;
     return rc;
+}
+
+/* The next reply of self->frame. */
+static int s_next_reply(kv_client_t *self, kv_reply_t *rep)
+{
+    char why[128];
+    const uint8_t *data = zmq_msg_data(&self->frame), *body;
+    size_t len = zmq_msg_size(&self->frame);
+    int rc = kv_frame_next(data, len, &self->roff, &rep->hdr, &body, why, sizeof why);
+    if (rc == KV_OK && !kv_mp_valid(body, rep->hdr.body_len)) {
+        snprintf(why, sizeof why, "body is not MessagePack");
+        rc = KV_ERR_BAD_REQUEST;
+    }
+    if (rc != KV_OK) {
+        snprintf(self->error, sizeof self->error, "malformed reply from %s: %s", self->endpoint, why);
+        zmq_msg_close(&self->frame);
+        self->have_frame = false;
+        return -1;
+    }
+    zmq_msg_init(&rep->frame);
+    zmq_msg_copy(&rep->frame, &self->frame);
+    rep->off = (size_t) (body - data);
+    rep->len = rep->hdr.body_len;
+    if (self->roff >= len) {
+        zmq_msg_close(&self->frame);
+        self->have_frame = false;
+    }
+    if (self->inflight > 0)
+        self->inflight--;
+    return 0;
 }
 
 int kv_client_recv(kv_client_t *self, kv_reply_t *rep, int timeout_ms)
 {
+    if (self->have_frame)
+        return s_next_reply(self, rep);
+    if (kv_client_flush(self) != 0)
+        return -1;
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : s_now_ms() + (uint64_t) timeout_ms;
     for (;;) {
         zmq_pollitem_t items[] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
@@ -268,7 +333,7 @@ int kv_client_recv(kv_client_t *self, kv_reply_t *rep, int timeout_ms)
             return -1;
         }
         if (items[0].revents & ZMQ_POLLIN)
-            return s_read_reply(self, rep);
+            return s_read_frame(self) == 0 ? s_next_reply(self, rep) : -1;
         if (items[1].revents & ZMQ_POLLIN) {
             s_monitor_event(self);
             if (self->refused) {
@@ -307,7 +372,7 @@ int kv_client_call(kv_client_t *self, kv_req_t *req, kv_reply_t *rep, int timeou
 
 void kv_reply_close(kv_reply_t *rep)
 {
-    zmq_msg_close(&rep->body);
+    zmq_msg_close(&rep->frame);
 }
 
 const char *kv_reply_error(kv_reply_t *rep, char *buf, size_t len)
@@ -378,38 +443,52 @@ void kv_client_test(bool verbose)
         kv_req_destroy(&req);
     }
     assert(kv_client_inflight(c) == 3);
-    uint64_t ids[3];
+    assert(kv_client_flush(c) == 0);
+    /* the three arrive in one frame; answer them in two reply frames, the
+     * second holding two replies in reverse order */
+    zmq_msg_t f[3];
+    for (int j = 0; j < 3; j++) {
+        zmq_msg_init(&f[j]);
+        assert(zmq_msg_recv(&f[j], srv, 0) >= 0);
+    }
+    assert(zmq_msg_size(&f[1]) == 0 && !zmq_msg_more(&f[2]));
+    const uint8_t *fd = zmq_msg_data(&f[2]), *b;
+    size_t off = 0;
+    kv_hdr_t hs[3];
     for (int i = 0; i < 3; i++) {
-        zmq_msg_t f[4];
-        for (int j = 0; j < 4; j++) {
-            zmq_msg_init(&f[j]);
-            assert(zmq_msg_recv(&f[j], srv, 0) >= 0);
-        }
-        assert(zmq_msg_size(&f[1]) == 0 && zmq_msg_size(&f[2]) == KV_HDR_SIZE);
-        kv_hdr_t h;
-        assert(kv_hdr_decode(&h, zmq_msg_data(&f[2]), KV_HDR_SIZE, why, sizeof why) == KV_OK);
-        assert(h.flags & KV_F_SENDKEY);
-        ids[i] = h.reqid;
+        assert(kv_frame_next(fd, zmq_msg_size(&f[2]), &off, &hs[i], &b, why, sizeof why) == KV_OK);
+        assert(hs[i].flags & KV_F_SENDKEY);
         kv_mp_t v;
         const char *s;
         uint32_t n;
-        assert(kv_body_get(zmq_msg_data(&f[3]), zmq_msg_size(&f[3]), "ns", &v) == 0);
+        assert(kv_body_get(b, hs[i].body_len, "ns", &v) == 0);
         assert(kv_mp_read_str(&v, &s, &n) == 0 && n == 4 && memcmp(s, "test", 4) == 0);
-        h.status = KV_ERR_NOT_FOUND;
-        uint8_t out[KV_HDR_SIZE];
-        kv_hdr_encode(&h, out);
-        const uint8_t body[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa1, 'x'};
-        /* reply in reverse order later: send now, the client must match by id */
-        zmq_msg_send(&f[0], srv, ZMQ_SNDMORE);
-        zmq_send(srv, "", 0, ZMQ_SNDMORE);
-        zmq_send(srv, out, KV_HDR_SIZE, ZMQ_SNDMORE);
-        zmq_send(srv, body, sizeof body, 0);
-        for (int j = 1; j < 4; j++)
-            zmq_msg_close(&f[j]);
     }
+    assert(kv_frame_next(fd, zmq_msg_size(&f[2]), &off, &hs[0], &b, why, sizeof why) == -1);
+    const uint8_t body[] = {0x81, 0xa5, 'e', 'r', 'r', 'o', 'r', 0xa1, 'x'};
+    uint8_t out[3 * (KV_HDR_SIZE + sizeof body)];
+    const int order[3] = {0, 2, 1};
+    for (int k = 0; k < 3; k++) {
+        kv_hdr_t h = hs[order[k]];
+        h.status = KV_ERR_NOT_FOUND;
+        h.body_len = sizeof body;
+        kv_hdr_encode(&h, out + k * (KV_HDR_SIZE + sizeof body));
+        memcpy(out + k * (KV_HDR_SIZE + sizeof body) + KV_HDR_SIZE, body, sizeof body);
+    }
+    zmq_msg_t id2;
+    zmq_msg_init(&id2);
+    zmq_msg_copy(&id2, &f[0]);
+    zmq_msg_send(&f[0], srv, ZMQ_SNDMORE);
+    zmq_send(srv, "", 0, ZMQ_SNDMORE);
+    zmq_send(srv, out, KV_HDR_SIZE + sizeof body, 0);
+    zmq_msg_send(&id2, srv, ZMQ_SNDMORE);
+    zmq_send(srv, "", 0, ZMQ_SNDMORE);
+    zmq_send(srv, out + KV_HDR_SIZE + sizeof body, 2 * (KV_HDR_SIZE + sizeof body), 0);
+    for (int j = 1; j < 3; j++)
+        zmq_msg_close(&f[j]);
     for (int i = 0; i < 3; i++) {
         assert(kv_client_recv(c, &rep, 5000) == 0);
-        assert(rep.hdr.reqid == ids[i] && rep.hdr.status == KV_ERR_NOT_FOUND);
+        assert(rep.hdr.reqid == hs[order[i]].reqid && rep.hdr.status == KV_ERR_NOT_FOUND);
         char e[32];
         assert(strcmp(kv_reply_error(&rep, e, sizeof e), "x") == 0);
         kv_reply_close(&rep);
@@ -417,7 +496,7 @@ void kv_client_test(bool verbose)
     assert(kv_client_inflight(c) == 0);
     /* a malformed reply (short header) is an error, not a crash */
     kv_req_init(&req, KV_OP_PING);
-    assert(kv_client_send(c, &req) == 0);
+    assert(kv_client_send(c, &req) == 0 && kv_client_flush(c) == 0);
     kv_req_destroy(&req);
     zmq_msg_t id, rest;
     zmq_msg_init(&id);
@@ -426,8 +505,7 @@ void kv_client_test(bool verbose)
     s_drain(srv);
     zmq_msg_send(&id, srv, ZMQ_SNDMORE);
     zmq_send(srv, "", 0, ZMQ_SNDMORE);
-    zmq_send(srv, "KV", 2, ZMQ_SNDMORE);
-    zmq_send(srv, "", 0, 0);
+    zmq_send(srv, "KV", 2, 0);
     assert(kv_client_recv(c, &rep, 5000) == -1 && strstr(kv_client_error(c), "malformed"));
     /* nothing more arrives: a timeout says so */
     assert(kv_client_recv(c, &rep, 50) == -1 && strstr(kv_client_error(c), "no reply"));

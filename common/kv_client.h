@@ -3,6 +3,7 @@
  * One DEALER socket to one endpoint.  kv_client_send() queues a request and
  * returns at once; kv_client_recv() returns the next reply, in whatever
  * order they come back, so many requests can be in flight (pipelining).
+ * Requests queued together travel in one frame, replies likewise.
  * kv_client_call() is the synchronous form.  A socket monitor tells a
  * refused connection and a lost one apart from a slow server. */
 #ifndef KV_CLIENT_H
@@ -23,10 +24,12 @@ typedef struct {
     msgpack_packer pk;
 } kv_req_t;
 
-/* A reply: decoded header and the body frame (owned; kv_reply_close frees). */
+/* A reply: decoded header, and its body inside the reply frame (a
+ * reference to the frame is owned; kv_reply_close drops it). */
 typedef struct {
     kv_hdr_t hdr;
-    zmq_msg_t body;
+    zmq_msg_t frame;
+    size_t off, len;
 } kv_reply_t;
 
 /* Returns NULL with a reason in why if the endpoint cannot be used. */
@@ -48,16 +51,20 @@ void kv_req_int(kv_req_t *req, const char *key, int64_t val);
  * sendkey) key fields.  Returns 0, or -1 if set or key is too long. */
 int kv_req_record(kv_req_t *req, const char *ns, const char *set, const kv_key_t *key, bool sendkey);
 
-/* Send; assigns req->hdr.reqid.  0 or -1. */
+/* Queue a request for sending; assigns req->hdr.reqid.  Requests queued
+ * together go out in one frame: when enough have gathered, or at the next
+ * kv_client_recv or kv_client_flush.  0 or -1. */
 int kv_client_send(kv_client_t *self, kv_req_t *req);
+/* Send the queued requests now.  0 or -1. */
+int kv_client_flush(kv_client_t *self);
 /* Next reply within timeout_ms (-1 = forever).  0, or -1 on timeout,
  * connection failure or a malformed reply (see kv_client_error). */
 int kv_client_recv(kv_client_t *self, kv_reply_t *rep, int timeout_ms);
 /* Send and wait for that request's reply.  0 or -1. */
 int kv_client_call(kv_client_t *self, kv_req_t *req, kv_reply_t *rep, int timeout_ms);
 void kv_reply_close(kv_reply_t *rep);
-static inline const uint8_t *kv_reply_data(kv_reply_t *rep) { return (const uint8_t *) zmq_msg_data(&rep->body); }
-static inline size_t kv_reply_size(kv_reply_t *rep) { return zmq_msg_size(&rep->body); }
+static inline const uint8_t *kv_reply_data(kv_reply_t *rep) { return (const uint8_t *) zmq_msg_data(&rep->frame) + rep->off; }
+static inline size_t kv_reply_size(kv_reply_t *rep) { return rep->len; }
 /* The error text of an error reply ("" if none). Copies into buf. */
 const char *kv_reply_error(kv_reply_t *rep, char *buf, size_t len);
 

@@ -31,6 +31,7 @@ void kv_hdr_encode(const kv_hdr_t *h, uint8_t *out)
     kv_put32(out + 20, h->table_version);
     kv_put32(out + 24, h->timeout_ms);
     memcpy(out + 28, h->digest, KV_DIGEST_SIZE);
+    kv_put32(out + 48, h->body_len);
 }
 
 int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t whylen)
@@ -43,7 +44,7 @@ int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t
     if (len >= 4)
         h->op = buf[3];
     if (len != KV_HDR_SIZE) {
-        snprintf(why, whylen, "header frame is %zu bytes, expected %d", len, KV_HDR_SIZE);
+        snprintf(why, whylen, "header is %zu bytes, expected %d", len, KV_HDR_SIZE);
         return KV_ERR_BAD_REQUEST;
     }
     if (buf[0] != 'K' || buf[1] != 'V') {
@@ -70,6 +71,26 @@ int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t
     h->table_version = kv_get32(buf + 20);
     h->timeout_ms = kv_get32(buf + 24);
     memcpy(h->digest, buf + 28, KV_DIGEST_SIZE);
+    h->body_len = kv_get32(buf + 48);
+    return KV_OK;
+}
+
+int kv_frame_next(const uint8_t *frame, size_t len, size_t *off, kv_hdr_t *h, const uint8_t **body, char *why,
+                  size_t whylen)
+{
+    if (*off >= len)
+        return -1;
+    size_t left = len - *off;
+    int rc = kv_hdr_decode(h, frame + *off, left < KV_HDR_SIZE ? left : KV_HDR_SIZE, why, whylen);
+    if (rc != KV_OK)
+        return rc;
+    if (h->body_len > left - KV_HDR_SIZE) {
+        snprintf(why, whylen, "body length %u runs past the end of the frame (%zu bytes left)", h->body_len,
+                 left - KV_HDR_SIZE);
+        return KV_ERR_BAD_REQUEST;
+    }
+    *body = frame + *off + KV_HDR_SIZE;
+    *off += KV_HDR_SIZE + h->body_len;
     return KV_OK;
 }
 
@@ -107,5 +128,28 @@ void kv_proto_test(bool verbose)
     memcpy(bad, buf, sizeof bad);
     bad[19] = 1;
     assert(kv_hdr_decode(&d, bad, sizeof bad, why, sizeof why) == KV_ERR_BAD_REQUEST);
+    /* a frame of two requests, then one whose body runs past the end */
+    uint8_t frame[2 * KV_HDR_SIZE + 3];
+    h.body_len = 2;
+    kv_hdr_encode(&h, frame);
+    frame[KV_HDR_SIZE] = 0x81;
+    frame[KV_HDR_SIZE + 1] = 0x80;
+    h.body_len = 1;
+    h.reqid = 9;
+    kv_hdr_encode(&h, frame + KV_HDR_SIZE + 2);
+    frame[2 * KV_HDR_SIZE + 2] = 0x80;
+    size_t off = 0;
+    const uint8_t *body;
+    assert(kv_frame_next(frame, sizeof frame, &off, &d, &body, why, sizeof why) == KV_OK && d.body_len == 2);
+    assert(body == frame + KV_HDR_SIZE);
+    assert(kv_frame_next(frame, sizeof frame, &off, &d, &body, why, sizeof why) == KV_OK && d.reqid == 9);
+    assert(kv_frame_next(frame, sizeof frame, &off, &d, &body, why, sizeof why) == -1);
+    off = 0;
+    assert(kv_frame_next(frame, sizeof frame - 1, &off, &d, &body, why, sizeof why) == KV_OK);
+    assert(kv_frame_next(frame, sizeof frame - 1, &off, &d, &body, why, sizeof why) == KV_ERR_BAD_REQUEST);
+    assert(d.reqid == 9 && strstr(why, "runs past"));
+    off = 0;
+    assert(kv_frame_next(frame, KV_HDR_SIZE + 2 + 10, &off, &d, &body, why, sizeof why) == KV_OK);
+    assert(kv_frame_next(frame, KV_HDR_SIZE + 2 + 10, &off, &d, &body, why, sizeof why) == KV_ERR_BAD_REQUEST);
     assert(strcmp(kv_op_name(KV_OP_SCAN), "scan") == 0 && kv_op_name(0) == NULL && kv_op_name(99) == NULL);
 }

@@ -2,17 +2,23 @@
  *
  * Grammar (ZeroMQ multipart messages; servers bind ROUTER, clients DEALER):
  *
- *   request  = *envelope-frame empty-frame header-frame body-frame
- *   reply    = *envelope-frame empty-frame header-frame body-frame
+ *   request-message = *envelope-frame empty-frame request-frame
+ *   reply-message   = *envelope-frame empty-frame reply-frame
+ *   request-frame   = 1*(header body)      one or more requests
+ *   reply-frame     = 1*(header body)      one or more replies
  *
  *   The empty delimiter frame ends the envelope (the routing identities a
  *   ROUTER adds); a server copies the envelope, delimiter included, onto
- *   its reply unchanged, so a router in the middle needs no state.
+ *   its replies unchanged, so a router in the middle needs no state.
+ *   Replies come back in any order and grouping (a frame of several
+ *   requests may be answered by several reply frames); the request id
+ *   matches them.  Putting many requests in one frame is how a client
+ *   pipelines cheaply: libzmq's cost is per frame.
  *
- *   header-frame = exactly KV_HDR_SIZE (48) bytes, integers little-endian:
+ *   header = exactly KV_HDR_SIZE (52) bytes, integers little-endian:
  *     off len field
  *       0   2 magic "KV" (0x4B 0x56)
- *       2   1 version (KV_PROTO_VERSION = 1)
+ *       2   1 version (KV_PROTO_VERSION = 2)
  *       3   1 op (kv_op_t); a reply carries the op of its request
  *       4   2 flags (KV_F_*)
  *       6   2 status: 0 in requests, a kv_status_t in replies
@@ -22,9 +28,10 @@
  *      20   4 partition table version (0 on a single node)
  *      24   4 timeout in milliseconds (0 = none); advisory
  *      28  20 digest of the record (zeros for ops without a record)
+ *      48   4 length of the body that follows the header
  *
- *   body-frame = one MessagePack map with string keys (may be empty: 0x80);
- *                its keys per op are listed in kvproto(7).
+ *   body = one MessagePack map with string keys (may be empty: 0x80); its
+ *          keys per op are listed in kvproto(7).
  *
  * Decoders never trust a frame: every length is checked against the frame
  * that holds it, and anything malformed gets a BAD_REQUEST reply. */
@@ -35,8 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_HDR_SIZE 48
-#define KV_PROTO_VERSION 1
+#define KV_HDR_SIZE 52
+#define KV_PROTO_VERSION 2
 #define KV_DIGEST_SIZE 20
 #define KV_PARTITIONS 4096
 #define KV_NS_MAX 31          /* bytes in a namespace name */
@@ -47,6 +54,7 @@
 #define KV_BATCH_MAX 5000     /* keys in one batch request */
 #define KV_SCAN_PAGE_MAX 10000
 #define KV_FRAME_MAX (9 << 20) /* largest frame a server accepts */
+#define KV_FRAME_REQS_MAX 4096 /* requests in one frame */
 
 typedef enum {
     KV_OP_GET = 1,
@@ -100,6 +108,7 @@ typedef struct {
     uint32_t table_version;
     uint32_t timeout_ms;
     uint8_t digest[KV_DIGEST_SIZE];
+    uint32_t body_len;
 } kv_hdr_t;
 
 /* Encode into exactly KV_HDR_SIZE bytes. */
@@ -107,6 +116,14 @@ void kv_hdr_encode(const kv_hdr_t *h, uint8_t *out);
 /* Decode and validate; on failure returns the kv_status_t to answer with
  * (BAD_REQUEST or VERSION) and writes a reason into why. */
 int kv_hdr_decode(kv_hdr_t *h, const uint8_t *buf, size_t len, char *why, size_t whylen);
+
+/* Next request (or reply) of a frame, from *off: its header in *h and
+ * its body in *body (h->body_len bytes); *off moves past it.  Returns
+ * KV_OK, -1 at the end of the frame, or the kv_status_t to answer with
+ * (the rest of the frame cannot be read then; h has what could be read
+ * of the request id and op). */
+int kv_frame_next(const uint8_t *frame, size_t len, size_t *off, kv_hdr_t *h, const uint8_t **body, char *why,
+                  size_t whylen);
 
 /* Name of an op ("get"); NULL if unknown. */
 const char *kv_op_name(int op);

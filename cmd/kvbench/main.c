@@ -36,6 +36,7 @@ typedef struct {
     void *sock;
     pending_t *slots;
     int used;
+    msgpack_sbuffer out; /* requests to send in one frame */
 } conn_t;
 
 typedef struct {
@@ -174,13 +175,24 @@ static int s_send(bench_t *b, conn_t *c, const workload_t *w, uint64_t when_ns)
     memcpy(h.digest, b->digests + key * KV_DIGEST_SIZE, KV_DIGEST_SIZE);
     h.pid = kv_partition(h.digest);
     uint8_t hdr[KV_HDR_SIZE];
-    kv_hdr_encode(&h, hdr);
     msgpack_sbuffer *body = write ? &b->put_body : &b->get_body;
-    if (zmq_send(c->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(c->sock, hdr, KV_HDR_SIZE, ZMQ_SNDMORE) < 0
-        || zmq_send(c->sock, body->data, body->size, 0) < 0)
-        kv_die(2, "send to %s: %s", b->endpoint, zmq_strerror(errno));
+    h.body_len = (uint32_t) body->size;
+    kv_hdr_encode(&h, hdr);
+    msgpack_sbuffer_write(&c->out, (const char *) hdr, sizeof hdr);
+    msgpack_sbuffer_write(&c->out, body->data, body->size);
     c->slots[c->used++] = (pending_t){h.reqid, when_ns, write};
     return 0;
+}
+
+/* Send the requests queued on c as one frame (as a client library that
+ * pipelines does; kvproto(7)). */
+static void s_flush(bench_t *b, conn_t *c)
+{
+    if (!c->out.size)
+        return;
+    if (zmq_send(c->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(c->sock, c->out.data, c->out.size, 0) < 0)
+        kv_die(2, "send to %s: %s", b->endpoint, zmq_strerror(errno));
+    msgpack_sbuffer_clear(&c->out);
 }
 
 typedef struct {
@@ -195,8 +207,9 @@ static int s_drain(bench_t *b, conn_t *c, result_t *r, hist_t *interval)
 {
     int n = 0;
     for (;;) {
-        zmq_msg_t f[3];
+        zmq_msg_t f[2];
         int nf = 0, more = 1;
+        bool extra = false;
         while (more) {
             zmq_msg_t m;
             zmq_msg_init(&m);
@@ -205,33 +218,40 @@ static int s_drain(bench_t *b, conn_t *c, result_t *r, hist_t *interval)
                 return n;
             }
             more = zmq_msg_more(&m);
-            if (nf < 3)
-                f[nf++] = m;
-            else
-                zmq_msg_close(&m);
+            if (nf < 2) {
+                zmq_msg_init(&f[nf]);
+                zmq_msg_move(&f[nf++], &m);
+            } else
+                extra = true;
+            zmq_msg_close(&m);
         }
         uint64_t now = s_now_ns();
+        if (nf != 2 || extra)
+            kv_die(2, "malformed reply from %s: expected a delimiter and one frame", b->endpoint);
+        const uint8_t *frame = zmq_msg_data(&f[1]), *body;
+        size_t len = zmq_msg_size(&f[1]), off = 0;
         kv_hdr_t h;
         char why[128];
-        int status = nf == 3 && kv_hdr_decode(&h, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), why, sizeof why) == KV_OK
-                         ? h.status : -1;
+        int rc;
+        while ((rc = kv_frame_next(frame, len, &off, &h, &body, why, sizeof why)) == KV_OK) {
+            int k = 0;
+            while (k < c->used && c->slots[k].reqid != h.reqid)
+                k++;
+            if (k == c->used)
+                continue; /* reply to a request already counted as timed out */
+            uint64_t lat = now - c->slots[k].sent_ns;
+            c->slots[k] = c->slots[--c->used];
+            r->ops++;
+            if (h.status != KV_OK)
+                r->errors[h.status & 0xff]++;
+            hist_record(&r->hist, lat);
+            hist_record(interval, lat);
+            n++;
+        }
         for (int i = 0; i < nf; i++)
             zmq_msg_close(&f[i]);
-        if (status < 0)
-            kv_die(2, "malformed reply from %s", b->endpoint);
-        int k = 0;
-        while (k < c->used && c->slots[k].reqid != h.reqid)
-            k++;
-        if (k == c->used)
-            continue; /* reply to a request already counted as timed out */
-        uint64_t lat = now - c->slots[k].sent_ns;
-        c->slots[k] = c->slots[--c->used];
-        r->ops++;
-        if (status != KV_OK)
-            r->errors[status & 0xff]++;
-        hist_record(&r->hist, lat);
-        hist_record(interval, lat);
-        n++;
+        if (rc != -1 || len == 0)
+            kv_die(2, "malformed reply from %s: %s", b->endpoint, len ? why : "empty frame");
     }
 }
 
@@ -307,6 +327,7 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
                 outstanding++;
                 next_slot += interval_ns;
             }
+            s_flush(b, &conns[i]);
         }
         if (!sending && outstanding == 0)
             break;
@@ -480,12 +501,14 @@ int main(int argc, char **argv)
         if (zmq_connect(conns[i].sock, b.endpoint) != 0)
             kv_die(2, "cannot connect to %s: %s", b.endpoint, zmq_strerror(errno));
         conns[i].slots = calloc((size_t) b.in_flight, sizeof(pending_t));
+        msgpack_sbuffer_init(&conns[i].out);
     }
     for (int i = 0; i < nrun && !s_stop; i++)
         s_run(&b, conns, run[i]);
     for (int i = 0; i < b.conns; i++) {
         zmq_close(conns[i].sock);
         free(conns[i].slots);
+        msgpack_sbuffer_destroy(&conns[i].out);
     }
     free(conns);
     zmq_ctx_term(ctx);

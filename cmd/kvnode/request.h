@@ -32,7 +32,10 @@ struct server {
     bool defer;                  /* the request wrote to a commit-to-device namespace: */
     int defer_ns;                /* which, */
     uint64_t defer_upto;         /* and its bytes appended after the write */
-    struct deferred *deferred;   /* replies waiting for a flush (group commit) */
+    msgpack_sbuffer out;         /* the reply frame being built */
+    uint32_t chunk_mask;         /* commit-to-device namespaces its writes touched, */
+    uint64_t chunk_upto[KV_MAX_NS]; /* and their bytes appended after those writes */
+    struct deferred *deferred;   /* reply frames waiting for a flush (group commit) */
     uint32_t n_deferred, cap_deferred;
 };
 

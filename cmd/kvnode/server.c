@@ -231,13 +231,12 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
     return rc;
 }
 
-void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *body, size_t blen,
-                   kv_hdr_t *rh)
+/* Answer one decoded request (rc: the header's decode status) into
+ * s->reply, with its reply header in *rh. */
+static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, size_t blen)
 {
     msgpack_sbuffer_clear(&s->reply);
-    s->why[0] = '\0';
     s->defer = false;
-    int rc = kv_hdr_decode(rh, hdr, hlen, s->why, sizeof s->why);
     if (rc == KV_OK) {
         rc = s_dispatch(s, rh, body, blen);
         if (kv_op_name(rh->op))
@@ -254,102 +253,197 @@ void server_handle(server_t *s, const uint8_t *hdr, size_t hlen, const uint8_t *
     }
 }
 
+/* Append the reply in s->reply, with header rh, to the reply frame. */
+static void s_append_reply(server_t *s, kv_hdr_t *rh)
+{
+    uint8_t h[KV_HDR_SIZE];
+    rh->body_len = (uint32_t) s->reply.size;
+    kv_hdr_encode(rh, h);
+    msgpack_sbuffer_write(&s->out, (const char *) h, sizeof h);
+    msgpack_sbuffer_write(&s->out, s->reply.data, s->reply.size);
+}
+
+/* Answer a frame's requests into s->out, calling emit (if not NULL) when
+ * the reply frame grows past REPLY_FRAME_MAX and once at the end. */
+#define REPLY_FRAME_MAX (1u << 20)
+static void s_handle_frame(server_t *s, const uint8_t *frame, size_t len, void (*emit)(server_t *, void *),
+                           void *arg)
+{
+    size_t off = 0;
+    int n = 0;
+    for (;;) {
+        kv_hdr_t rh;
+        const uint8_t *body = NULL;
+        s->why[0] = '\0';
+        int rc = kv_frame_next(frame, len, &off, &rh, &body, s->why, sizeof s->why);
+        if (rc == -1)
+            break;
+        if (rc == KV_OK && ++n > KV_FRAME_REQS_MAX)
+            rc = srv_fail(s, KV_ERR_BAD_REQUEST, "more than %d requests in one frame", KV_FRAME_REQS_MAX);
+        /* a request that cannot be read ends the frame: where the next one
+         * starts is unknown */
+        bool last = rc != KV_OK;
+        s_handle(s, &rh, rc, body, rc == KV_OK ? rh.body_len : 0);
+        if (s->defer) {
+            s->chunk_mask |= 1u << s->defer_ns;
+            s->chunk_upto[s->defer_ns] = s->defer_upto;
+        }
+        s_append_reply(s, &rh);
+        if (last)
+            break;
+        if (emit && s->out.size >= REPLY_FRAME_MAX)
+            emit(s, arg);
+    }
+    if (emit)
+        emit(s, arg);
+}
+
+void server_handle_frame(server_t *s, const uint8_t *frame, size_t len)
+{
+    msgpack_sbuffer_clear(&s->out);
+    s_handle_frame(s, frame, len, NULL, NULL);
+}
+
 void server_tick(server_t *s)
 {
     s->now_ms = kv_wall_ms();
 }
 
-const uint8_t *server_reply_body(const server_t *s, size_t *len)
+const uint8_t *server_reply_frame(const server_t *s, size_t *len)
 {
-    *len = s->reply.size;
-    return (const uint8_t *) s->reply.data;
+    *len = s->out.size;
+    return (const uint8_t *) s->out.data;
 }
 
-/* A reply held back until the write it acknowledges is flushed: its
- * envelope, header and body, sent as they are once the namespace's
- * flushed bytes reach upto (or with IN_DOUBT if the flush fails). */
+/* A reply frame held back until the writes it acknowledges are flushed:
+ * its envelope and frame, sent as they are once every namespace in mask
+ * has flushed up to upto[ns] (or with IN_DOUBT for its writes if a flush
+ * fails). */
 struct deferred {
     zmq_msg_t env[MAX_FRAMES];
     int n_env;
-    kv_hdr_t rh;
-    zmq_msg_t body;
-    int ns;
-    uint64_t upto;
+    zmq_msg_t frame;
+    uint32_t mask;
+    uint64_t upto[KV_MAX_NS];
 };
 
-/* Keep the reply to the request just served (envelope f[0..d]) until its
- * write is flushed.  -1 if there is no room. */
-static int s_defer(server_t *s, zmq_msg_t *f, int d, const kv_hdr_t *rh)
+static void s_commit_all(server_t *s);
+
+/* The envelope of the message being answered. */
+typedef struct {
+    zmq_msg_t *f;
+    int n_env;
+} env_t;
+
+/* Send or hold the reply frame built in s->out, with a copy of env. */
+static void s_emit(server_t *s, void *arg)
 {
-    if (s->n_deferred == s->cap_deferred) {
+    env_t *env = arg;
+    if (!s->out.size)
+        return;
+    if (s->chunk_mask && s->n_deferred == s->cap_deferred) {
         uint32_t cap = s->cap_deferred ? 2 * s->cap_deferred : 256;
         struct deferred *nd = realloc(s->deferred, cap * sizeof *nd);
-        if (!nd)
-            return -1;
-        s->deferred = nd;
-        s->cap_deferred = cap;
+        if (nd) {
+            s->deferred = nd;
+            s->cap_deferred = cap;
+        } else { /* no room to hold it: flush now, then answer */
+            s_commit_all(s);
+            s->chunk_mask = 0;
+        }
     }
-    struct deferred *q = &s->deferred[s->n_deferred];
-    if (zmq_msg_init_size(&q->body, s->reply.size) != 0)
-        return -1;
-    memcpy(zmq_msg_data(&q->body), s->reply.data, s->reply.size);
-    for (int i = 0; i <= d; i++) {
-        zmq_msg_init(&q->env[i]);
-        zmq_msg_move(&q->env[i], &f[i]);
+    if (s->chunk_mask) {
+        struct deferred *q = &s->deferred[s->n_deferred++];
+        for (int i = 0; i < env->n_env; i++) {
+            zmq_msg_init(&q->env[i]);
+            zmq_msg_copy(&q->env[i], &env->f[i]);
+        }
+        q->n_env = env->n_env;
+        zmq_msg_init_size(&q->frame, s->out.size);
+        memcpy(zmq_msg_data(&q->frame), s->out.data, s->out.size);
+        q->mask = s->chunk_mask;
+        memcpy(q->upto, s->chunk_upto, sizeof q->upto);
+    } else {
+        for (int i = 0; i < env->n_env; i++) {
+            zmq_msg_t c;
+            zmq_msg_init(&c);
+            zmq_msg_copy(&c, &env->f[i]);
+            zmq_msg_send(&c, s->sock, ZMQ_SNDMORE);
+        }
+        zmq_send(s->sock, s->out.data, s->out.size, 0);
     }
-    q->n_env = d + 1;
-    q->rh = *rh;
-    q->ns = s->defer_ns;
-    q->upto = s->defer_upto;
-    s->n_deferred++;
-    return 0;
+    msgpack_sbuffer_clear(&s->out);
+    s->chunk_mask = 0;
 }
 
-/* Send the held replies whose writes are now flushed, and answer IN_DOUBT
- * to those whose flush failed; keep the rest, in order. */
+/* A held frame whose flush failed: its successful writes become IN_DOUBT. */
+static void s_in_doubt(server_t *s, struct deferred *q, int err)
+{
+    const uint8_t *data = zmq_msg_data(&q->frame), *body;
+    size_t len = zmq_msg_size(&q->frame), off = 0;
+    kv_hdr_t h;
+    char why[200];
+    msgpack_sbuffer_clear(&s->out);
+    while (kv_frame_next(data, len, &off, &h, &body, why, sizeof why) == KV_OK) {
+        bool write = h.op == KV_OP_PUT || h.op == KV_OP_DELETE || h.op == KV_OP_TOUCH || h.op == KV_OP_OPERATE;
+        msgpack_sbuffer_clear(&s->reply);
+        if (write && h.status == KV_OK) {
+            msgpack_pack_map(&s->pk, 1);
+            kv_mp_pack_cstr(&s->pk, "error");
+            snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
+            kv_mp_pack_cstr(&s->pk, why);
+            h.status = KV_ERR_IN_DOUBT;
+            s->errors[KV_ERR_IN_DOUBT]++;
+        } else
+            msgpack_sbuffer_write(&s->reply, (const char *) body, h.body_len);
+        s_append_reply(s, &h);
+    }
+    zmq_msg_close(&q->frame);
+    zmq_msg_init_size(&q->frame, s->out.size);
+    memcpy(zmq_msg_data(&q->frame), s->out.data, s->out.size);
+    msgpack_sbuffer_clear(&s->out);
+}
+
+/* Send the held frames whose writes are now flushed (IN_DOUBT where a
+ * flush failed); keep the rest, in order. */
 static void s_release(server_t *s)
 {
     uint32_t kept = 0;
     for (uint32_t k = 0; k < s->n_deferred; k++) {
         struct deferred *q = &s->deferred[k];
-        const disk_t *disk = s->ns[q->ns]->disk;
-        int err = disk_failed(disk);
-        if (disk_synced(disk) < q->upto && !err) {
+        bool ready = true;
+        int err = 0;
+        for (int i = 0; i < s->n_ns; i++)
+            if (q->mask & (1u << i)) {
+                const disk_t *disk = s->ns[i]->disk;
+                if (disk_synced(disk) < q->upto[i]) {
+                    if (disk_failed(disk))
+                        err = disk_failed(disk);
+                    else
+                        ready = false;
+                }
+            }
+        if (!ready) {
             if (kept != k) { /* zmq_msg_t is moved with zmq_msg_move, never copied */
                 struct deferred *to = &s->deferred[kept];
                 for (int i = 0; i < q->n_env; i++) {
                     zmq_msg_init(&to->env[i]);
                     zmq_msg_move(&to->env[i], &q->env[i]);
                 }
-                zmq_msg_init(&to->body);
-                zmq_msg_move(&to->body, &q->body);
+                zmq_msg_init(&to->frame);
+                zmq_msg_move(&to->frame, &q->frame);
                 to->n_env = q->n_env;
-                to->rh = q->rh;
-                to->ns = q->ns;
-                to->upto = q->upto;
+                to->mask = q->mask;
+                memcpy(to->upto, q->upto, sizeof to->upto);
             }
             kept++;
             continue;
         }
+        if (err)
+            s_in_doubt(s, q, err);
         for (int i = 0; i < q->n_env; i++)
             zmq_msg_send(&q->env[i], s->sock, ZMQ_SNDMORE);
-        if (disk_synced(disk) < q->upto) {
-            zmq_msg_close(&q->body);
-            msgpack_sbuffer_clear(&s->reply);
-            msgpack_pack_map(&s->pk, 1);
-            kv_mp_pack_cstr(&s->pk, "error");
-            char why[200];
-            snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
-            kv_mp_pack_cstr(&s->pk, why);
-            q->rh.status = KV_ERR_IN_DOUBT;
-            s->errors[KV_ERR_IN_DOUBT]++;
-            zmq_msg_init_size(&q->body, s->reply.size);
-            memcpy(zmq_msg_data(&q->body), s->reply.data, s->reply.size);
-        }
-        uint8_t out[KV_HDR_SIZE];
-        kv_hdr_encode(&q->rh, out);
-        zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
-        zmq_msg_send(&q->body, s->sock, 0);
+        zmq_msg_send(&q->frame, s->sock, 0);
     }
     s->n_deferred = kept;
 }
@@ -377,14 +471,35 @@ static void s_commit_all(server_t *s)
     s_release(s);
 }
 
-/* Receive one multipart message (already known to be waiting), run it and
- * send the reply.  Returns -1 if nothing was waiting. */
+/* Answer a message this server cannot read as a request frame with one
+ * error reply: to its envelope (adding a delimiter if it had none). */
+static void s_bad_message(server_t *s, zmq_msg_t *f, int n_env, bool add_delim, zmq_msg_t *first,
+                          const char *why)
+{
+    kv_hdr_t rh;
+    memset(&rh, 0, sizeof rh);
+    if (first && zmq_msg_size(first) >= 16)
+        rh.reqid = kv_get64((const uint8_t *) zmq_msg_data(first) + 8);
+    s->bad_frames++;
+    snprintf(s->why, sizeof s->why, "%s", why);
+    s_handle(s, &rh, KV_ERR_BAD_REQUEST, NULL, 0);
+    msgpack_sbuffer_clear(&s->out);
+    s_append_reply(s, &rh);
+    for (int i = 0; i < n_env; i++)
+        zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
+    if (add_delim)
+        zmq_send(s->sock, "", 0, ZMQ_SNDMORE);
+    zmq_send(s->sock, s->out.data, s->out.size, 0);
+    msgpack_sbuffer_clear(&s->out);
+}
+
+/* Receive one multipart message (already known to be waiting), answer its
+ * requests.  Returns -1 if nothing was waiting. */
 static int s_serve_one(server_t *s)
 {
     zmq_msg_t f[MAX_FRAMES];
     int n = 0, more = 1;
     bool overflow = false;
-    s->defer = false;
     while (more) {
         zmq_msg_t *m = &f[n < MAX_FRAMES ? n : MAX_FRAMES - 1];
         if (n >= MAX_FRAMES) {
@@ -409,53 +524,21 @@ static int s_serve_one(server_t *s)
             d = i;
             break;
         }
-    kv_hdr_t rh;
-    bool add_delim = false;
-    if (d < 0 || overflow || n - d - 1 != 2) {
-        /* Not our framing: answer with an error the sender can read. */
-        s->bad_frames++;
-        s->errors[KV_ERR_BAD_REQUEST]++;
-        memset(&rh, 0, sizeof rh);
-        rh.status = KV_ERR_BAD_REQUEST;
-        if (d >= 0 && d + 1 < n && zmq_msg_size(&f[d + 1]) >= 16)
-            rh.reqid = kv_get64((const uint8_t *) zmq_msg_data(&f[d + 1]) + 8);
-        msgpack_sbuffer_clear(&s->reply);
-        msgpack_pack_map(&s->pk, 1);
-        kv_mp_pack_cstr(&s->pk, "error");
-        kv_mp_pack_cstr(&s->pk, d < 0 ? "no empty delimiter frame before the header"
-                                : overflow ? "too many frames"
-                                : "expected exactly a header frame and a body frame after the delimiter");
-        if (d < 0) { /* reply to the identity, adding a delimiter */
-            d = 0;
-            add_delim = true;
-        }
-    } else
-        server_handle(s, zmq_msg_data(&f[d + 1]), zmq_msg_size(&f[d + 1]), zmq_msg_data(&f[d + 2]),
-                      zmq_msg_size(&f[d + 2]), &rh);
-    if (s->defer && s_defer(s, f, d, &rh) == 0) {
-        for (int i = d + 1; i < n; i++)
-            zmq_msg_close(&f[i]);
-        return 0;
+    int sent = 0; /* frames already given to zmq_msg_send */
+    if (d < 0) /* reply to the identity, adding a delimiter */
+        s_bad_message(s, f, (sent = 1), true, NULL, "no empty delimiter frame before the request frame");
+    else if (overflow || n - d - 1 != 1)
+        s_bad_message(s, f, (sent = d + 1), false, d + 1 < n ? &f[d + 1] : NULL,
+                      overflow ? "too many frames" : "expected exactly one request frame after the delimiter");
+    else if (zmq_msg_size(&f[d + 1]) == 0)
+        s_bad_message(s, f, (sent = d + 1), false, NULL, "empty request frame");
+    else {
+        env_t env = {f, d + 1};
+        msgpack_sbuffer_clear(&s->out);
+        s->chunk_mask = 0;
+        s_handle_frame(s, zmq_msg_data(&f[d + 1]), zmq_msg_size(&f[d + 1]), s_emit, &env);
     }
-    if (s->defer) /* could not keep it: flush now, then answer */
-        s_commit_all(s);
-    int i = 0;
-    for (; i <= d; i++)
-        zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
-    if (add_delim)
-        zmq_send(s->sock, "", 0, ZMQ_SNDMORE);
-    if (!add_delim && i < n && zmq_msg_size(&f[i]) == KV_HDR_SIZE) {
-        /* write the reply header over the request's and send that frame:
-         * no allocation or copy */
-        kv_hdr_encode(&rh, zmq_msg_data(&f[i]));
-        zmq_msg_send(&f[i++], s->sock, ZMQ_SNDMORE);
-    } else {
-        uint8_t out[KV_HDR_SIZE];
-        kv_hdr_encode(&rh, out);
-        zmq_send(s->sock, out, KV_HDR_SIZE, ZMQ_SNDMORE);
-    }
-    zmq_send(s->sock, s->reply.data, s->reply.size, 0);
-    for (; i < n; i++)
+    for (int i = sent; i < n; i++)
         zmq_msg_close(&f[i]);
     return 0;
 }
@@ -559,6 +642,7 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *w
     s->bins_out = calloc(cap, sizeof(kv_bin_t));
     s->scan_buf = calloc(KV_SCAN_PAGE_MAX, sizeof(kv_rec_t *));
     msgpack_sbuffer_init(&s->reply);
+    msgpack_sbuffer_init(&s->out);
     msgpack_packer_init(&s->pk, &s->reply, msgpack_sbuffer_write);
     if (!s->bins_old || !s->bins_new || !s->bins_out || !s->scan_buf) {
         server_destroy(&s);
@@ -585,10 +669,11 @@ void server_destroy(server_t **self_p)
     for (uint32_t k = 0; k < s->n_deferred; k++) { /* not sent: drop */
         for (int i = 0; i < s->deferred[k].n_env; i++)
             zmq_msg_close(&s->deferred[k].env[i]);
-        zmq_msg_close(&s->deferred[k].body);
+        zmq_msg_close(&s->deferred[k].frame);
     }
     free(s->deferred);
     msgpack_sbuffer_destroy(&s->reply);
+    msgpack_sbuffer_destroy(&s->out);
     free(s);
     *self_p = NULL;
 }
@@ -640,12 +725,32 @@ int server_bind(server_t *s, const char *endpoint, char *why, size_t whylen)
 const char *server_endpoint(const server_t *s) { return s->endpoint; }
 uint64_t server_node_id(const server_t *s) { return s->node_id; }
 
-/* ---- self-test: drive server_handle with real requests ---------------- */
+/* ---- self-test: drive server_handle_frame with real requests ---------- */
+
+/* Answer a frame holding exactly `hdr` and `body`; the status of the one
+ * reply, whose body goes to *reply. */
+static int s_call_raw(server_t *s, kv_hdr_t *h, const uint8_t *body, size_t n, kv_mp_t *reply)
+{
+    static uint8_t frame[KV_HDR_SIZE + (1 << 16)], copy[1 << 16];
+    assert(n <= sizeof frame - KV_HDR_SIZE);
+    h->body_len = (uint32_t) n;
+    kv_hdr_encode(h, frame);
+    memcpy(frame + KV_HDR_SIZE, body, n);
+    server_tick(s);
+    server_handle_frame(s, frame, KV_HDR_SIZE + n);
+    size_t len, off = 0;
+    const uint8_t *f = server_reply_frame(s, &len), *b;
+    kv_hdr_t rh;
+    char why[128];
+    assert(kv_frame_next(f, len, &off, &rh, &b, why, sizeof why) == KV_OK && off == len);
+    assert(rh.reqid == h->reqid && rh.body_len <= sizeof copy);
+    memcpy(copy, b, rh.body_len);
+    *reply = kv_mp(copy, rh.body_len);
+    return rh.status;
+}
 
 static int s_call(server_t *s, kv_req_t *req, kv_mp_t *reply)
 {
-    static uint8_t copy[1 << 16];
-    uint8_t hdr[KV_HDR_SIZE];
     uint8_t body[1 << 16];
     size_t n = 0;
     /* same framing as kv_client_send: map header + fields */
@@ -653,17 +758,9 @@ static int s_call(server_t *s, kv_req_t *req, kv_mp_t *reply)
     if (req->body.size)
         memcpy(body + n, req->body.data, req->body.size);
     n += req->body.size;
-    kv_hdr_encode(&req->hdr, hdr);
-    kv_hdr_t rh;
-    server_tick(s);
-    server_handle(s, hdr, sizeof hdr, body, n, &rh);
-    size_t len;
-    const uint8_t *b = server_reply_body(s, &len);
-    assert(len <= sizeof copy);
-    memcpy(copy, b, len);
-    *reply = kv_mp(copy, len);
+    int rc = s_call_raw(s, &req->hdr, body, n, reply);
     kv_req_destroy(req);
-    return rh.status;
+    return rc;
 }
 
 static void s_put_str(kv_req_t *req, const char *bin, const char *val)
@@ -788,10 +885,27 @@ void server_test(bool verbose)
     kv_req_init(&req, 77);
     assert(s_call(s, &req, &rep) == KV_ERR_UNSUPPORTED);
     kv_hdr_t rh = {.op = KV_OP_GET};
-    uint8_t hdr[KV_HDR_SIZE];
-    kv_hdr_encode(&rh, hdr);
-    server_handle(s, hdr, sizeof hdr, (const uint8_t *) "\xdd\xff\xff", 3, &rh);
-    assert(rh.status == KV_ERR_BAD_REQUEST);
+    assert(s_call_raw(s, &rh, (const uint8_t *) "\xdd\xff\xff", 3, &rep) == KV_ERR_BAD_REQUEST);
+    /* a frame of several requests gets one reply each, in order; a request
+     * whose body runs past the frame ends it with an error */
+    {
+        uint8_t frame[3 * (KV_HDR_SIZE + 1)];
+        for (int q = 0; q < 3; q++) {
+            kv_hdr_t h = {.op = KV_OP_PING, .reqid = 100 + (uint64_t) q, .body_len = q == 2 ? 9 : 1};
+            kv_hdr_encode(&h, frame + q * (KV_HDR_SIZE + 1));
+            frame[q * (KV_HDR_SIZE + 1) + KV_HDR_SIZE] = 0x80;
+        }
+        server_handle_frame(s, frame, sizeof frame);
+        size_t len, off = 0;
+        const uint8_t *f = server_reply_frame(s, &len), *b;
+        char w[128];
+        kv_hdr_t h;
+        for (int q = 0; q < 3; q++) {
+            assert(kv_frame_next(f, len, &off, &h, &b, w, sizeof w) == KV_OK);
+            assert(h.reqid == 100 + (uint64_t) q && h.status == (q == 2 ? KV_ERR_BAD_REQUEST : KV_OK));
+        }
+        assert(kv_frame_next(f, len, &off, &h, &b, w, sizeof w) == -1);
+    }
     /* operate: a bin name with a NUL byte is refused (it could not be read
      * back), and so are the replace policies */
     kv_req_init(&req, KV_OP_OPERATE);

@@ -2,8 +2,7 @@
  *
  * One thread owns the ROUTER socket and the store.  Each wake-up drains
  * every message that is ready, so a burst of pipelined requests costs one
- * poll.  server_handle() executes one decoded request and is also the
- * entry point of the fuzz target. */
+ * poll, and a frame of many requests costs one message. */
 #ifndef KVNODE_SERVER_H
 #define KVNODE_SERVER_H
 
@@ -28,11 +27,11 @@ uint64_t server_node_id(const server_t *self);
  * requests it arrived with is written and flushed (group commit). */
 void server_run(server_t *self, volatile int *stop);
 
-/* Execute one request.  hdr is the raw header frame, body the raw body
- * frame.  Fills *reply_hdr and the reply body (server_reply_body). */
-void server_handle(server_t *self, const uint8_t *hdr, size_t hlen, const uint8_t *body, size_t blen,
-                   kv_hdr_t *reply_hdr);
-const uint8_t *server_reply_body(const server_t *self, size_t *len);
+/* Answer a request frame (one or more requests; see kv_proto.h); the
+ * reply frame is then at server_reply_frame.  Also the entry point of the
+ * fuzz target. */
+void server_handle_frame(server_t *self, const uint8_t *frame, size_t len);
+const uint8_t *server_reply_frame(const server_t *self, size_t *len);
 /* Read the wall clock that requests see (the loop does it once per batch;
  * direct callers of server_handle call it when time should move). */
 void server_tick(server_t *self);

@@ -1,9 +1,11 @@
 /* fuzz_request: libFuzzer target for kvnode's request path.  The input is
- * a header frame (first 48 bytes) followed by a body frame (the rest); it
- * goes through server_handle, the same function the socket loop calls, so
- * header decoding, body validation and every operation are covered.  The
- * reply must always be a valid MessagePack map. */
+ * a request frame (one or more headers, each followed by its body); it
+ * goes through server_handle_frame, the function the socket loop calls,
+ * so frame splitting, header decoding, body validation and every
+ * operation are covered.  The reply frame must always split into whole
+ * replies whose bodies are valid MessagePack maps. */
 #include "../../cmd/kvnode/server.h"
+#include "kv_err.h"
 #include "kv_mp.h"
 #include "kv_proto.h"
 #include <assert.h>
@@ -22,12 +24,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char why[256];
         s_server = server_new(&cfg, 1, NULL, why, sizeof why);
     }
-    size_t hlen = size < KV_HDR_SIZE ? size : KV_HDR_SIZE;
-    kv_hdr_t rh;
-    server_handle(s_server, data, hlen, data + hlen, size - hlen, &rh);
-    size_t len;
-    const uint8_t *body = server_reply_body(s_server, &len);
-    if (!kv_mp_valid(body, len))
-        abort();
+    server_handle_frame(s_server, data, size);
+    size_t len, off = 0;
+    const uint8_t *frame = server_reply_frame(s_server, &len), *body;
+    kv_hdr_t h;
+    char why[256];
+    int rc, n = 0;
+    while ((rc = kv_frame_next(frame, len, &off, &h, &body, why, sizeof why)) == KV_OK) {
+        if (!kv_mp_valid(body, h.body_len))
+            abort();
+        n++;
+    }
+    if (rc != -1 || (size > 0 && n == 0))
+        abort(); /* a reply frame that does not split, or no reply at all */
     return 0;
 }
