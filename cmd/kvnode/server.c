@@ -253,15 +253,17 @@ static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, siz
     }
 }
 
-/* Append the reply in s->reply, with header rh, to the reply frame. */
-static void s_append_reply(server_t *s, kv_hdr_t *rh)
+/* Append the reply in s->reply, with header rh, to a reply frame. */
+static void s_append_to(server_t *s, msgpack_sbuffer *out, kv_hdr_t *rh)
 {
     uint8_t h[KV_HDR_SIZE];
     rh->body_len = (uint32_t) s->reply.size;
     kv_hdr_encode(rh, h);
-    msgpack_sbuffer_write(&s->out, (const char *) h, sizeof h);
-    msgpack_sbuffer_write(&s->out, s->reply.data, s->reply.size);
+    msgpack_sbuffer_write(out, (const char *) h, sizeof h);
+    msgpack_sbuffer_write(out, s->reply.data, s->reply.size);
 }
+
+static void s_append_reply(server_t *s, kv_hdr_t *rh) { s_append_to(s, &s->out, rh); }
 
 /* Answer a frame's requests into s->out, calling emit (if not NULL) when
  * the reply frame grows past REPLY_FRAME_MAX and once at the end. */
@@ -383,7 +385,8 @@ static void s_in_doubt(server_t *s, struct deferred *q, int err)
     size_t len = zmq_msg_size(&q->frame), off = 0;
     kv_hdr_t h;
     char why[200];
-    msgpack_sbuffer_clear(&s->out);
+    msgpack_sbuffer out; /* not s->out: a frame may be being built there */
+    msgpack_sbuffer_init(&out);
     while (kv_frame_next(data, len, &off, &h, &body, why, sizeof why) == KV_OK) {
         bool write = h.op == KV_OP_PUT || h.op == KV_OP_DELETE || h.op == KV_OP_TOUCH || h.op == KV_OP_OPERATE;
         msgpack_sbuffer_clear(&s->reply);
@@ -396,12 +399,12 @@ static void s_in_doubt(server_t *s, struct deferred *q, int err)
             s->errors[KV_ERR_IN_DOUBT]++;
         } else
             msgpack_sbuffer_write(&s->reply, (const char *) body, h.body_len);
-        s_append_reply(s, &h);
+        s_append_to(s, &out, &h);
     }
     zmq_msg_close(&q->frame);
-    zmq_msg_init_size(&q->frame, s->out.size);
-    memcpy(zmq_msg_data(&q->frame), s->out.data, s->out.size);
-    msgpack_sbuffer_clear(&s->out);
+    zmq_msg_init_size(&q->frame, out.size);
+    memcpy(zmq_msg_data(&q->frame), out.data, out.size);
+    msgpack_sbuffer_destroy(&out);
 }
 
 /* Send the held frames whose writes are now flushed (IN_DOUBT where a

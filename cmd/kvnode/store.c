@@ -13,7 +13,7 @@ uint64_t store_rec_cost(uint32_t data_len)
 {
     /* record header and data, allocator rounding, and the index slot and
      * tag at its maximum load factor */
-    return ((sizeof(kv_rec_t) + data_len + 15) & ~15ull) + 2 * sizeof(kv_rec_t *);
+    return ((sizeof(kv_rec_t) + data_len + 15) & ~15ull) + 2 * (sizeof(kv_rec_t *) + sizeof(uint16_t));
 }
 
 /* Slot position: SipHash of the digest under a key chosen at start.  A
@@ -51,6 +51,7 @@ void store_ns_destroy(kv_ns_t **ns_p)
         for (uint32_t i = 0; i < ns->parts[p].cap; i++)
             free(ns->parts[p].slots[i]);
         free(ns->parts[p].slots);
+        free(ns->parts[p].tags);
     }
     free(ns);
     *ns_p = NULL;
@@ -68,30 +69,47 @@ uint32_t store_hash(const uint8_t *d)
     return (uint32_t) h;
 }
 
-/* Slot holding digest, or the empty slot where it would go.  (Tags kept
- * in the pointers' spare bits saved nothing measurable — a hit reads the
- * record anyway — and hid the records from LeakSanitizer.) */
-static uint32_t s_find(const kv_part_t *p, const uint8_t *d)
+/* Slot holding digest (whose store_hash is h), or the empty slot where
+ * it would go.  A record is read only when its slot's tag matches. */
+static uint32_t s_find(const kv_part_t *p, const uint8_t *d, uint32_t h)
 {
-    uint32_t mask = p->cap - 1, i = store_hash(d) & mask;
-    while (p->slots[i] && memcmp(p->slots[i]->digest, d, KV_DIGEST_SIZE) != 0)
+    uint32_t mask = p->cap - 1, i = h & mask;
+    uint16_t tag = (uint16_t) h;
+    while (p->slots[i] && (p->tags[i] != tag || memcmp(p->slots[i]->digest, d, KV_DIGEST_SIZE) != 0))
         i = (i + 1) & mask;
     return i;
+}
+
+/* Home slot of the record in slot j: from its tag while the table is
+ * small enough for 16 bits to hold the index. */
+static inline uint32_t s_home(const kv_part_t *p, uint32_t j)
+{
+    uint32_t mask = p->cap - 1;
+    return (p->cap <= 65536 ? p->tags[j] : store_hash(p->slots[j]->digest)) & mask;
 }
 
 static int s_grow(kv_part_t *p)
 {
     uint32_t ncap = p->cap ? p->cap * 2 : 8;
     kv_rec_t **slots = calloc(ncap, sizeof *slots);
-    if (!slots)
+    uint16_t *tags = malloc(ncap * sizeof *tags);
+    if (!slots || !tags) {
+        free(slots);
+        free(tags);
         return -1;
+    }
     kv_part_t old = *p;
     p->slots = slots;
+    p->tags = tags;
     p->cap = ncap;
     for (uint32_t i = 0; i < old.cap; i++)
-        if (old.slots[i])
-            p->slots[s_find(p, old.slots[i]->digest)] = old.slots[i];
+        if (old.slots[i]) {
+            uint32_t h = store_hash(old.slots[i]->digest), j = s_find(p, old.slots[i]->digest, h);
+            p->slots[j] = old.slots[i];
+            p->tags[j] = (uint16_t) h;
+        }
     free(old.slots);
+    free(old.tags);
     return 0;
 }
 
@@ -114,8 +132,9 @@ static void s_delete_slot(kv_ns_t *ns, kv_part_t *p, uint32_t i)
         j = (j + 1) & mask;
         if (!p->slots[j])
             break;
-        if (store_shift_back(i, j, store_hash(p->slots[j]->digest) & mask)) {
+        if (store_shift_back(i, j, s_home(p, j))) {
             p->slots[i] = p->slots[j];
+            p->tags[i] = p->tags[j];
             p->slots[j] = NULL;
             i = j;
         }
@@ -136,7 +155,7 @@ kv_rec_t *store_get(kv_ns_t *ns, const uint8_t *digest, uint32_t now)
     kv_part_t *p = s_part(ns, digest);
     if (!p->cap)
         return NULL;
-    uint32_t i = s_find(p, digest);
+    uint32_t i = s_find(p, digest, store_hash(digest));
     kv_rec_t *r = p->slots[i];
     if (r && s_expired(r, now)) {
         s_delete_slot(ns, p, i);
@@ -156,7 +175,7 @@ int store_put(kv_ns_t *ns, kv_rec_t *rec)
         ns->why_code = KV_ERR_NS_FULL;
         return -1;
     }
-    uint32_t i = s_find(p, rec->digest);
+    uint32_t h = store_hash(rec->digest), i = s_find(p, rec->digest, h);
     if (p->slots[i]) {
         ns->memory_used -= store_rec_cost(rec_data_len(p->slots[i]));
         free(p->slots[i]);
@@ -165,6 +184,7 @@ int store_put(kv_ns_t *ns, kv_rec_t *rec)
         ns->records++;
     }
     p->slots[i] = rec;
+    p->tags[i] = (uint16_t) h;
     ns->memory_used += store_rec_cost(rec_data_len(rec));
     return 0;
 }
@@ -176,7 +196,7 @@ int store_remove(kv_ns_t *ns, const uint8_t *digest, uint32_t gen, uint64_t lut)
     kv_part_t *p = s_part(ns, digest);
     if (!p->cap)
         return 0;
-    uint32_t i = s_find(p, digest);
+    uint32_t i = s_find(p, digest, store_hash(digest));
     if (!p->slots[i])
         return 0;
     s_delete_slot(ns, p, i);
@@ -340,6 +360,28 @@ void store_test(bool verbose)
         free(m);
     }
     assert(ns->records == 0 && ns->memory_used == 0);
+    /* one partition past 65536 slots, where a slot's home no longer fits
+     * in its tag: 60000 records of partition 0, half deleted, the rest
+     * still found */
+    enum { BIG = 60000 };
+    for (uint32_t i = 0; i < BIG; i++) {
+        kv_rec_t *big = store_rec_alloc(4);
+        memset(big->digest, 0, KV_DIGEST_SIZE);
+        memcpy(big->digest + 4, &i, sizeof i);
+        big->bins_len = 3;
+        big->gen = 1;
+        assert(kv_partition(big->digest) == 0 && store_put(ns, big) == 0);
+    }
+    assert(ns->parts[0].cap > 65536 && ns->records == BIG);
+    uint8_t dg[KV_DIGEST_SIZE] = {0};
+    for (uint32_t i = 0; i < BIG; i += 2) {
+        memcpy(dg + 4, &i, sizeof i);
+        assert(store_remove(ns, dg, 1, 1) == 1);
+    }
+    for (uint32_t i = 0; i < BIG; i++) {
+        memcpy(dg + 4, &i, sizeof i);
+        assert((store_get(ns, dg, 101) != NULL) == (i % 2 == 1));
+    }
     free(buf);
     store_ns_destroy(&ns);
     assert(ns == NULL);

@@ -54,6 +54,8 @@ typedef struct {
 
 typedef struct {
     kv_rec_t **slots; /* NULL = empty */
+    uint16_t *tags;   /* low 16 bits of each slot's hash: most probes end
+                         here, without reading a record */
     uint32_t cap;   /* power of two, or 0 */
     uint32_t count;
 } kv_part_t;
