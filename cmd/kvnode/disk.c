@@ -57,6 +57,7 @@ _Static_assert(sizeof(ient_t) == 44, "index entry should stay 44 bytes");
 
 typedef struct {
     uint32_t *slots; /* entry handles; 0 = empty */
+    uint16_t *tags;  /* low 16 bits of each slot's hash (as store.c) */
     uint32_t cap, count;
 } dpart_t;
 
@@ -161,10 +162,13 @@ static inline bool s_expired(uint32_t void_time, uint32_t now)
     return void_time != 0 && void_time < now; /* as store.c */
 }
 
-static uint32_t s_find_slot(const dpart_t *p, const disk_t *d, const uint8_t *digest)
+/* Slot of digest (hash h), or the empty slot where it would go; an entry
+ * is read only when its slot's tag matches. */
+static uint32_t s_find_slot(const dpart_t *p, const disk_t *d, const uint8_t *digest, uint32_t h)
 {
-    uint32_t mask = p->cap - 1, i = store_hash(digest) & mask;
-    while (p->slots[i] && memcmp(s_ent(d, p->slots[i])->digest, digest, KV_DIGEST_SIZE) != 0)
+    uint32_t mask = p->cap - 1, i = h & mask;
+    uint16_t tag = (uint16_t) h;
+    while (p->slots[i] && (p->tags[i] != tag || memcmp(s_ent(d, p->slots[i])->digest, digest, KV_DIGEST_SIZE) != 0))
         i = (i + 1) & mask;
     return i;
 }
@@ -173,23 +177,33 @@ static uint32_t s_find_slot(const dpart_t *p, const disk_t *d, const uint8_t *di
 static uint32_t s_lookup(const disk_t *d, const uint8_t *digest)
 {
     const dpart_t *p = &d->parts[kv_partition(digest)];
-    return p->cap ? p->slots[s_find_slot(p, d, digest)] : 0;
+    return p->cap ? p->slots[s_find_slot(p, d, digest, store_hash(digest))] : 0;
 }
 
 static int s_grow(disk_t *d, dpart_t *p)
 {
     uint32_t ncap = p->cap ? p->cap * 2 : 8;
     uint32_t *slots = calloc(ncap, sizeof *slots);
-    if (!slots)
+    uint16_t *tags = malloc(ncap * sizeof *tags);
+    if (!slots || !tags) {
+        free(slots);
+        free(tags);
         return -1;
+    }
     dpart_t old = *p;
     p->slots = slots;
+    p->tags = tags;
     p->cap = ncap;
     for (uint32_t i = 0; i < old.cap; i++)
-        if (old.slots[i])
-            p->slots[s_find_slot(p, d, s_ent(d, old.slots[i])->digest)] = old.slots[i];
+        if (old.slots[i]) {
+            const uint8_t *dg = s_ent(d, old.slots[i])->digest;
+            uint32_t h = store_hash(dg), j = s_find_slot(p, d, dg, h);
+            p->slots[j] = old.slots[i];
+            p->tags[j] = (uint16_t) h;
+        }
     free(old.slots);
-    d->ns->memory_used += (uint64_t) (ncap - old.cap) * sizeof(uint32_t);
+    free(old.tags);
+    d->ns->memory_used += (uint64_t) (ncap - old.cap) * (sizeof(uint32_t) + sizeof(uint16_t));
     return 0;
 }
 
@@ -224,7 +238,9 @@ static uint32_t s_insert(disk_t *d, const uint8_t *digest)
     ient_t *e = s_ent(d, h);
     memset(e, 0, sizeof *e);
     memcpy(e->digest, digest, KV_DIGEST_SIZE);
-    p->slots[s_find_slot(p, d, digest)] = h;
+    uint32_t hash = store_hash(digest), i = s_find_slot(p, d, digest, hash);
+    p->slots[i] = h;
+    p->tags[i] = (uint16_t) hash;
     p->count++;
     d->ns->memory_used += sizeof(ient_t);
     return h;
@@ -234,7 +250,7 @@ static uint32_t s_insert(disk_t *d, const uint8_t *digest)
 static void s_erase(disk_t *d, const uint8_t *digest)
 {
     dpart_t *p = &d->parts[kv_partition(digest)];
-    uint32_t mask = p->cap - 1, i = s_find_slot(p, d, digest), j = i;
+    uint32_t mask = p->cap - 1, i = s_find_slot(p, d, digest, store_hash(digest)), j = i;
     uint32_t h = p->slots[i];
     if (!h)
         return;
@@ -249,8 +265,10 @@ static void s_erase(disk_t *d, const uint8_t *digest)
         j = (j + 1) & mask;
         if (!p->slots[j])
             break;
-        if (store_shift_back(i, j, store_hash(s_ent(d, p->slots[j])->digest) & mask)) {
+        uint32_t home = (p->cap <= 65536 ? p->tags[j] : store_hash(s_ent(d, p->slots[j])->digest)) & mask;
+        if (store_shift_back(i, j, home)) {
             p->slots[i] = p->slots[j];
+            p->tags[i] = p->tags[j];
             p->slots[j] = 0;
             i = j;
         }
@@ -1327,8 +1345,10 @@ void disk_close(disk_t **self_p)
         close(d->fd);
     if (d->efd >= 0)
         close(d->efd);
-    for (int p = 0; p < KV_PARTITIONS; p++)
+    for (int p = 0; p < KV_PARTITIONS; p++) {
         free(d->parts[p].slots);
+        free(d->parts[p].tags);
+    }
     for (uint32_t c = 0; c < d->nchunks; c++)
         free(d->chunks[c]);
     free(d->chunks);

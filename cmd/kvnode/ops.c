@@ -745,7 +745,7 @@ int op_batch(server_t *s, req_t *r)
     msgpack_pack_uint32(&s->pk, done);
     kv_mp_pack_cstr(&s->pk, "records");
     msgpack_pack_array(&s->pk, done);
-    msgpack_sbuffer_write(&s->reply, sb.data, sb.size);
+    msgpack_sbuffer_write(&s->out, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return KV_OK;
 }
@@ -813,7 +813,7 @@ int op_scan(server_t *s, req_t *r)
         msgpack_pack_nil(&s->pk);
     kv_mp_pack_cstr(&s->pk, "records");
     msgpack_pack_array(&s->pk, count);
-    msgpack_sbuffer_write(&s->reply, sb.data, sb.size);
+    msgpack_sbuffer_write(&s->out, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return KV_OK;
 }

@@ -26,8 +26,7 @@ struct server {
     uint64_t ops[KV_OP_MAX_];
     uint64_t errors[256];
     uint64_t bad_frames;
-    msgpack_sbuffer reply;
-    msgpack_packer pk;
+    msgpack_packer pk;           /* packs reply bodies in place, into out */
     char why[512];
     bool defer;                  /* the request wrote to a commit-to-device namespace: */
     int defer_ns;                /* which, */

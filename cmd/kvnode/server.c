@@ -231,11 +231,14 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
     return rc;
 }
 
-/* Answer one decoded request (rc: the header's decode status) into
- * s->reply, with its reply header in *rh. */
+/* Answer one decoded request (rc: the header's decode status): its reply
+ * header (rh) and body go at the end of the reply frame s->out, the body
+ * packed in place. */
 static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, size_t blen)
 {
-    msgpack_sbuffer_clear(&s->reply);
+    static const uint8_t room[KV_HDR_SIZE];
+    size_t start = s->out.size;
+    msgpack_sbuffer_write(&s->out, (const char *) room, sizeof room);
     s->defer = false;
     if (rc == KV_OK) {
         rc = s_dispatch(s, rh, body, blen);
@@ -246,24 +249,14 @@ static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, siz
     rh->status = (uint16_t) rc;
     if (rc != KV_OK) {
         s->errors[rc & 0xff]++;
-        msgpack_sbuffer_clear(&s->reply);
+        s->out.size = start + KV_HDR_SIZE; /* drop what the op packed */
         msgpack_pack_map(&s->pk, 1);
         kv_mp_pack_cstr(&s->pk, "error");
         kv_mp_pack_cstr(&s->pk, s->why[0] ? s->why : kv_err_name(rc));
     }
+    rh->body_len = (uint32_t) (s->out.size - start - KV_HDR_SIZE);
+    kv_hdr_encode(rh, (uint8_t *) s->out.data + start);
 }
-
-/* Append the reply in s->reply, with header rh, to a reply frame. */
-static void s_append_to(server_t *s, msgpack_sbuffer *out, kv_hdr_t *rh)
-{
-    uint8_t h[KV_HDR_SIZE];
-    rh->body_len = (uint32_t) s->reply.size;
-    kv_hdr_encode(rh, h);
-    msgpack_sbuffer_write(out, (const char *) h, sizeof h);
-    msgpack_sbuffer_write(out, s->reply.data, s->reply.size);
-}
-
-static void s_append_reply(server_t *s, kv_hdr_t *rh) { s_append_to(s, &s->out, rh); }
 
 /* Answer a frame's requests into s->out, calling emit (if not NULL) when
  * the reply frame grows past REPLY_FRAME_MAX and once at the end. */
@@ -290,7 +283,6 @@ static void s_handle_frame(server_t *s, const uint8_t *frame, size_t len, void (
             s->chunk_mask |= 1u << s->defer_ns;
             s->chunk_upto[s->defer_ns] = s->defer_upto;
         }
-        s_append_reply(s, &rh);
         if (last)
             break;
         if (emit && s->out.size >= REPLY_FRAME_MAX)
@@ -387,19 +379,31 @@ static void s_in_doubt(server_t *s, struct deferred *q, int err)
     char why[200];
     msgpack_sbuffer out; /* not s->out: a frame may be being built there */
     msgpack_sbuffer_init(&out);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     while (kv_frame_next(data, len, &off, &h, &body, why, sizeof why) == KV_OK) {
         bool write = h.op == KV_OP_PUT || h.op == KV_OP_DELETE || h.op == KV_OP_TOUCH || h.op == KV_OP_OPERATE;
-        msgpack_sbuffer_clear(&s->reply);
+        uint8_t hb[KV_HDR_SIZE];
         if (write && h.status == KV_OK) {
-            msgpack_pack_map(&s->pk, 1);
-            kv_mp_pack_cstr(&s->pk, "error");
+            msgpack_sbuffer eb;
+            msgpack_sbuffer_init(&eb);
+            msgpack_packer_init(&pk, &eb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 1);
+            kv_mp_pack_cstr(&pk, "error");
             snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
-            kv_mp_pack_cstr(&s->pk, why);
+            kv_mp_pack_cstr(&pk, why);
             h.status = KV_ERR_IN_DOUBT;
+            h.body_len = (uint32_t) eb.size;
             s->errors[KV_ERR_IN_DOUBT]++;
-        } else
-            msgpack_sbuffer_write(&s->reply, (const char *) body, h.body_len);
-        s_append_to(s, &out, &h);
+            kv_hdr_encode(&h, hb);
+            msgpack_sbuffer_write(&out, (const char *) hb, sizeof hb);
+            msgpack_sbuffer_write(&out, eb.data, eb.size);
+            msgpack_sbuffer_destroy(&eb);
+        } else {
+            kv_hdr_encode(&h, hb);
+            msgpack_sbuffer_write(&out, (const char *) hb, sizeof hb);
+            msgpack_sbuffer_write(&out, (const char *) body, h.body_len);
+        }
     }
     zmq_msg_close(&q->frame);
     zmq_msg_init_size(&q->frame, out.size);
@@ -483,11 +487,9 @@ static void s_bad_message(server_t *s, zmq_msg_t *f, int n_env, bool add_delim, 
     memset(&rh, 0, sizeof rh);
     if (first && zmq_msg_size(first) >= 16)
         rh.reqid = kv_get64((const uint8_t *) zmq_msg_data(first) + 8);
-    s->bad_frames++;
     snprintf(s->why, sizeof s->why, "%s", why);
-    s_handle(s, &rh, KV_ERR_BAD_REQUEST, NULL, 0);
     msgpack_sbuffer_clear(&s->out);
-    s_append_reply(s, &rh);
+    s_handle(s, &rh, KV_ERR_BAD_REQUEST, NULL, 0); /* counts it in bad_frames */
     for (int i = 0; i < n_env; i++)
         zmq_msg_send(&f[i], s->sock, ZMQ_SNDMORE);
     if (add_delim)
@@ -644,9 +646,8 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *w
     s->bins_new = calloc(cap, sizeof(kv_bin_t));
     s->bins_out = calloc(cap, sizeof(kv_bin_t));
     s->scan_buf = calloc(KV_SCAN_PAGE_MAX, sizeof(kv_rec_t *));
-    msgpack_sbuffer_init(&s->reply);
     msgpack_sbuffer_init(&s->out);
-    msgpack_packer_init(&s->pk, &s->reply, msgpack_sbuffer_write);
+    msgpack_packer_init(&s->pk, &s->out, msgpack_sbuffer_write);
     if (!s->bins_old || !s->bins_new || !s->bins_out || !s->scan_buf) {
         server_destroy(&s);
         return NULL;
@@ -675,7 +676,6 @@ void server_destroy(server_t **self_p)
         zmq_msg_close(&s->deferred[k].frame);
     }
     free(s->deferred);
-    msgpack_sbuffer_destroy(&s->reply);
     msgpack_sbuffer_destroy(&s->out);
     free(s);
     *self_p = NULL;
