@@ -283,7 +283,8 @@ static void s_read_log(FILE *f, const char *name)
             kv_die(2, "%s:%zu: bad log line: %s", name, lineno, line);
         }
     }
-    qsort(s_ops + first, s_nops - first, sizeof *s_ops, s_by_seq);
+    if (s_nops > first) /* an empty log leaves s_ops NULL */
+        qsort(s_ops + first, s_nops - first, sizeof *s_ops, s_by_seq);
     for (size_t i = 0; i < nev; i++) {
         op_t k = {.seq = ev[i].seq};
         op_t *op = bsearch(&k, s_ops + first, s_nops - first, sizeof *s_ops, s_by_seq);
