@@ -331,7 +331,8 @@ static int s_verify(int nlogs, char **logs)
         s_read_log(f, logs[i]);
         fclose(f);
     }
-    qsort(s_ops, s_nops, sizeof *s_ops, s_by_key_seq);
+    if (s_nops)
+        qsort(s_ops, s_nops, sizeof *s_ops, s_by_key_seq);
 
     /* read every key, pipelined */
     char why[512];
