@@ -273,6 +273,11 @@ int config_finish(node_config_t *cfg, char *why, size_t whylen)
             }
             ns->max_record_size = fit;
         }
+        if (ns->disk_limit / ns->write_block > (1u << 25)) { /* the index holds 25 bits of block number */
+            snprintf(why, whylen, "%s: namespace '%s': disk %llu is more than 2^25 write blocks of %u bytes",
+                     cfg->origin[i], ns->name, (unsigned long long) ns->disk_limit, ns->write_block);
+            return -1;
+        }
         if (ns->disk_limit < 16ull * ns->write_block) {
             snprintf(why, whylen, "%s: namespace '%s': disk %llu is less than 16 write blocks of %u bytes", cfg->origin[i], ns->name,
                      (unsigned long long) ns->disk_limit, ns->write_block);
@@ -323,6 +328,10 @@ void config_test(bool verbose)
     snprintf(cfg.data, sizeof cfg.data, "/tmp");
     assert(config_add_ns(&cfg, "f,write-block=1M,disk=8M", why, sizeof why) == 0);
     assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "16 write blocks"));
+    config_init(&cfg);
+    snprintf(cfg.data, sizeof cfg.data, "/tmp");
+    assert(config_add_ns(&cfg, "f,write-block=64K,disk=4T", why, sizeof why) == 0);
+    assert(config_finish(&cfg, why, sizeof why) == -1 && strstr(why, "2^25"));
     config_init(&cfg);
     assert(config_add_ns(&cfg, "", why, sizeof why) == -1);
     /* file: a good one, then errors name the file and line */

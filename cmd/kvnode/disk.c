@@ -26,6 +26,7 @@
 #define REC_HDR 16u
 #define REC_MAGIC 0x3152564bu /* "KVR1" */
 #define FILE_VERSION 1u
+#define SEQ_HW_OFF 64u /* file header: u64 seq high-water, u32 crc32 of it */
 #define SCAN_PAGE_BYTES (1u << 20)
 #define NONE UINT32_MAX
 
@@ -86,6 +87,7 @@ struct disk {
     uint32_t nfreeing;    /* blocks B_PENDING or B_ZEROED */
     block_t *blocks;
     uint64_t next_seq;
+    uint64_t seq_hw;      /* seqs below it may be on disk: the file header says so */
     /* the open block */
     uint32_t cur;
     uint32_t cur_off, flushed_off;
@@ -93,6 +95,7 @@ struct disk {
     uint64_t appended, synced;
     uint64_t last_flush_ms;
     bool sync_due;        /* a block filled: flush at the next tick */
+    uint64_t defrag_retry_ms; /* after a failed defragmentation, not before */
     /* the flusher thread runs fdatasync off the request loop; one flush at
      * a time, numbered; the loop learns of its end through efd */
     pthread_t flusher;
@@ -387,6 +390,8 @@ static int s_seal(disk_t *d)
     return 0;
 }
 
+static int s_raise_seq_hw(disk_t *d);
+
 /* Open a free block for writing.  The file grows a block at a time (with
  * posix_fallocate, so a full file system shows here and not in a later
  * write).  A user write (keep_spare) also needs one more free block in
@@ -420,6 +425,8 @@ static int s_open_block(disk_t *d, bool keep_spare)
         return -1;
     }
     uint32_t b = first;
+    if (d->next_seq >= d->seq_hw && s_raise_seq_hw(d) != 0)
+        return -1;
     if ((rc = posix_fallocate(d->fd, (off_t) s_block_pos(d, b), (off_t) d->wb)) != 0) { /* a cut file */
         snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s' is full: cannot grow %s: %s", d->ns->cfg.name,
                  d->path, strerror(rc));
@@ -608,6 +615,12 @@ kv_rec_t *disk_get(disk_t *d, const uint8_t *digest, uint32_t now)
     if (e->state != E_LIVE || s_expired(e->void_time, now))
         return NULL;
     kv_rec_t *r = s_read(d, s_loc(e), d->rbuf);
+    if (r && memcmp(r->digest, digest, KV_DIGEST_SIZE) != 0) {
+        d->read_errors++;
+        kv_warn("namespace '%s': the index points at another record's copy (block %u); reported as damaged",
+                d->ns->cfg.name, s_loc_block(s_loc(e)));
+        r = NULL;
+    }
     if (!r) {
         d->ns->read_error = true;
         snprintf(d->ns->why, sizeof d->ns->why,
@@ -749,7 +762,9 @@ int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut)
     uint32_t h = s_lookup(d, digest);
     if (!h || s_ent(d, h)->state != E_LIVE)
         return 0;
-    if (s_write_tombstone(d, s_ent(d, h), gen, lut, 0, &d->write_bytes) != 0)
+    /* a delete keeps the last free block for defragmentation, which is
+     * what turns deletes into free space */
+    if (s_write_tombstone(d, s_ent(d, h), gen, lut, 1, &d->write_bytes) != 0)
         return -1;
     d->ns->records--;
     d->ns->tombstones++;
@@ -824,6 +839,7 @@ static void s_kick(disk_t *d)
         return;
     }
     d->inflight_upto = d->appended;
+    d->sync_due = false; /* this flush covers the blocks filled so far */
     pthread_mutex_lock(&d->mu);
     d->f_req++;
     pthread_cond_signal(&d->cv);
@@ -1006,6 +1022,12 @@ static int s_defrag(disk_t *d, uint32_t b)
         }
         d->defrag_records++;
     }
+    if (bl->live != 0) { /* a live record the walk did not find: keep the block */
+        kv_warn("namespace '%s': block %u still holds %u live bytes after defragmentation; it is kept",
+                d->ns->cfg.name, b, bl->live);
+        bl->state = B_USED;
+        return 0;
+    }
     bl->state = B_PENDING;
     d->nfreeing++;
     bl->free_after = d->appended;
@@ -1017,6 +1039,8 @@ uint32_t disk_tick(disk_t *d, uint64_t mono_ms)
 {
     /* defragment: one block a tick, more when free blocks run short */
     uint32_t budget = d->nfree < 2 * s_reserve(d) + 2 ? 8 : 1;
+    if (mono_ms < d->defrag_retry_ms)
+        budget = 0;
     while (budget-- && d->qlen) {
         uint32_t b = d->queue[d->qhead];
         block_t *bl = &d->blocks[b];
@@ -1027,9 +1051,15 @@ uint32_t disk_tick(disk_t *d, uint64_t mono_ms)
             continue;
         }
         if (s_defrag(d, b) != 0) {
-            kv_warn("namespace '%s': defragmentation of block %u stopped: %s", d->ns->cfg.name, b, d->ns->why);
+            /* no room to copy into (or an I/O error): say so once, retry
+             * in a second, and do not spin meanwhile */
+            if (!d->defrag_retry_ms)
+                kv_warn("namespace '%s': defragmentation of block %u stopped: %s", d->ns->cfg.name, b,
+                        d->ns->why);
+            d->defrag_retry_ms = mono_ms + 1000;
             break;
         }
+        d->defrag_retry_ms = 0;
         bl->queued = 0;
         d->qhead = (d->qhead + 1) % d->nblocks;
         d->qlen--;
@@ -1037,8 +1067,10 @@ uint32_t disk_tick(disk_t *d, uint64_t mono_ms)
     uint32_t every = d->ns->cfg.commit_to_device ? 10 : d->ns->cfg.flush_ms;
     if (s_dirty(d) && !s_flushing(d) && (d->sync_due || mono_ms >= d->last_flush_ms + every))
         s_kick(d);
-    if (d->qlen)
+    if (d->qlen && mono_ms >= d->defrag_retry_ms)
         return 0;
+    if (d->qlen)
+        return (uint32_t) (d->defrag_retry_ms - mono_ms);
     if (!s_dirty(d) || s_flushing(d) || d->failed)
         return 1000; /* a flush in progress wakes the loop through efd */
     uint64_t next = d->last_flush_ms + every;
@@ -1113,6 +1145,30 @@ static int s_file_header(disk_t *d, uint64_t size, char *why, size_t whylen)
                  d->path, kv_get32(h + 12));
         return -1;
     }
+    if (kv_get32(h + SEQ_HW_OFF + 8) == (uint32_t) crc32(0L, h + SEQ_HW_OFF, 8))
+        d->seq_hw = kv_get64(h + SEQ_HW_OFF);
+    return 0;
+}
+
+/* Raise the seq high-water mark in the file header, durably, before a
+ * block gets a seq at or past it.  A block's seq must never repeat: the
+ * records of its previous use carry it, and a block whose header is lost
+ * or freed would otherwise be reused under the same seq and its stale
+ * records read as new.  Raised 1024 seqs at a time. */
+static int s_raise_seq_hw(disk_t *d)
+{
+    uint8_t h[12];
+    uint64_t hw = d->next_seq + 1024;
+    kv_put64(h, hw);
+    kv_put32(h + 8, (uint32_t) crc32(0L, h, 8));
+    if (s_pwrite_all(d->fd, h, sizeof h, SEQ_HW_OFF) != 0 || fdatasync(d->fd) != 0) {
+        d->failed = errno;
+        d->ns->why_code = KV_ERR_SERVER;
+        snprintf(d->ns->why, sizeof d->ns->why, "namespace '%s': cannot write %s: %s; writes to it stop",
+                 d->ns->cfg.name, d->path, strerror(errno));
+        return -1;
+    }
+    d->seq_hw = hw;
     return 0;
 }
 
@@ -1158,15 +1214,25 @@ static int s_recover(disk_t *d, uint64_t size, char *why, size_t whylen)
     for (uint32_t b = 0; b < d->file_blocks; b++) {
         uint8_t h[BLOCK_HDR];
         uint64_t seq;
-        if (s_pread_all(d->fd, h, BLOCK_HDR, s_block_pos(d, b)) == BLOCK_HDR && s_block_header_ok(h, d->wb, &seq)) {
+        ssize_t got = s_pread_all(d->fd, h, BLOCK_HDR, s_block_pos(d, b));
+        if (got == BLOCK_HDR && s_block_header_ok(h, d->wb, &seq)) {
             d->blocks[b].state = B_USED;
             d->blocks[b].seq = seq;
             if (seq >= d->next_seq)
                 d->next_seq = seq + 1;
             order[n++] = b;
             d->nfree--;
+            continue;
         }
+        bool zero = true; /* a free block's header is zero; anything else is damage */
+        for (ssize_t k = 0; k < got && zero; k++)
+            zero = h[k] == 0;
+        if (!zero)
+            kv_warn("namespace '%s': the header of block %u is damaged; the records in it are not loaded",
+                    d->ns->cfg.name, b);
     }
+    if (d->seq_hw > d->next_seq)
+        d->next_seq = d->seq_hw; /* seqs below may be in freed or damaged blocks */
     qsort_r(order, n, sizeof *order, s_cmp_seq, d->blocks);
     uint32_t now = (uint32_t) (kv_wall_ms() / 1000);
     uint64_t bad_records = 0, bad_bytes = 0;
@@ -1552,6 +1618,56 @@ void disk_test(bool verbose)
     ns = s_test_open(dir);
     assert(!store_get(ns, s_test_digest(last), now));
     s_test_check(ns, model, N, now);
+    store_ns_destroy(&ns);
+    /* the newest block loses its header (a torn first page): its records
+     * are not loaded, and the block, reused, never takes its old seq
+     * again, so its stale records cannot come back over newer writes */
+    ns = s_test_open(dir);
+    uint32_t newest = 0;
+    for (uint32_t b = 0; b < ns->disk->nblocks; b++)
+        if (ns->disk->blocks[b].state == B_USED && ns->disk->blocks[b].seq > ns->disk->blocks[newest].seq)
+            newest = b;
+    uint64_t newest_seq = ns->disk->blocks[newest].seq;
+    store_ns_destroy(&ns);
+    fd = open(path, O_WRONLY);
+    assert(fd >= 0);
+    uint8_t zero[BLOCK_HDR] = {0};
+    assert(pwrite(fd, zero, sizeof zero, (off_t) (FILE_HDR + (uint64_t) newest * (64 << 10))) == BLOCK_HDR);
+    close(fd);
+    ns = s_test_open(dir);
+    assert(ns->disk->next_seq > newest_seq);
+    uint64_t before = ns->records;
+    for (int k = 1; k < 200; k += 2) /* enough to reuse the freed block */
+        assert(store_put(ns, s_test_rec(k, v++, 70, 0)) == 0);
+    for (int i = 0; i < 2000; i++)
+        disk_tick(ns->disk, kv_mono_ms());
+    uint32_t fresh[200];
+    for (int k = 1; k < 200; k += 2)
+        fresh[k] = s_test_value(store_get(ns, s_test_digest(k), now));
+    store_ns_destroy(&ns);
+    ns = s_test_open(dir);
+    for (int k = 1; k < 200; k += 2)
+        assert(s_test_value(store_get(ns, s_test_digest(k), now)) == fresh[k]);
+    assert(ns->records <= before + 100);
+    store_ns_destroy(&ns);
+    /* full, then two records in three deleted with no defragmentation in
+     * between: the deletes leave defragmentation a block, so it frees
+     * space and writes resume (deletes taking every block locked the
+     * namespace for good) */
+    unlink(path);
+    ns = s_test_open(dir);
+    int filled = 0;
+    while (store_put(ns, s_test_rec(filled, 1, 1, 0)) == 0)
+        filled++;
+    assert(filled > 1000);
+    int deleted = 0;
+    for (int k = 0; k < filled; k++) /* until deletes stop: one block is left */
+        if (k % 3 && store_remove(ns, s_test_digest(k), 2, 2) == 1)
+            deleted++;
+    assert(deleted >= 100);
+    for (int i = 0; i < 4000 && store_put(ns, s_test_rec(N + 9, 1, 1, 0)) != 0; i++)
+        disk_tick(ns->disk, kv_mono_ms() + (uint64_t) i * 2000); /* past any retry back-off */
+    assert(store_get(ns, s_test_digest(N + 9), now) != NULL);
     store_ns_destroy(&ns);
     /* a second namespace on the same file with another block size: refused */
     kv_ns_config_t cfg = {.name = "t", .max_record_size = 1024, .memory_limit = 64 << 20, .max_bins = 4,

@@ -602,6 +602,13 @@ void server_run(server_t *s, volatile int *stop)
          * arrived while the last one ran */
         s_commit(s);
         disk_wait = s_disk_ticks(s);
+        /* a write error can stop a namespace with no flush running (so no
+         * flush-done event): answer its held replies IN_DOUBT now */
+        for (int i = 0; s->n_deferred && i < s->n_ns; i++)
+            if (s->ns[i]->disk && disk_failed(s->ns[i]->disk)) {
+                s_release(s);
+                break;
+            }
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
             for (int i = 0; i < s->n_ns; i++)
