@@ -155,12 +155,15 @@ int kv_client_flush(kv_client_t *self)
         return 0;
     zmq_msg_t m;
     zmq_msg_init_data(&m, self->out, self->out_len, s_free, NULL);
+    int reqs = self->out_reqs;
     self->out = NULL;
     self->out_len = self->out_cap = 0;
     self->out_reqs = 0;
     if (zmq_send(self->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_msg_send(&m, self->sock, 0) < 0) {
-        snprintf(self->error, sizeof self->error, "send to %s: %s", self->endpoint, zmq_strerror(errno));
+        snprintf(self->error, sizeof self->error, "send to %s: %s (%d queued request(s) not sent)", self->endpoint,
+                 zmq_strerror(errno), reqs);
         zmq_msg_close(&m);
+        self->inflight -= reqs; /* no reply will come for them */
         return -1;
     }
     return 0;
@@ -314,10 +317,10 @@ static int s_next_reply(kv_client_t *self, kv_reply_t *rep)
 
 int kv_client_recv(kv_client_t *self, kv_reply_t *rep, int timeout_ms)
 {
+    if (kv_client_flush(self) != 0) /* what was queued goes out first */
+        return -1;
     if (self->have_frame)
         return s_next_reply(self, rep);
-    if (kv_client_flush(self) != 0)
-        return -1;
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : s_now_ms() + (uint64_t) timeout_ms;
     for (;;) {
         zmq_pollitem_t items[] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};

@@ -1439,9 +1439,8 @@ static void s_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
     msgpack_pack_uint64(pk, v);
 }
 
-void disk_pack_stats(const disk_t *d, void *packer)
+void disk_pack_stats(const disk_t *d, msgpack_packer *pk)
 {
-    msgpack_packer *pk = packer;
     uint64_t used_blocks = 0, written = 0, live = 0;
     for (uint32_t i = 0; i < d->nblocks; i++)
         if (d->blocks[i].state != B_FREE) {

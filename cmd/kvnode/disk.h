@@ -30,6 +30,7 @@
 #define KVNODE_DISK_H
 
 #include "store.h"
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -86,9 +87,8 @@ uint32_t disk_tick(disk_t *d, uint64_t mono_ms);
 
 /* Pack the engine's statistics as msgpack key/value pairs (count
  * returned by disk_stats_count). */
-struct msgpack_packer;
 int disk_stats_count(void);
-void disk_pack_stats(const disk_t *d, void *packer);
+void disk_pack_stats(const disk_t *d, msgpack_packer *pk);
 
 /* Lock a data directory (creating it); -1 with a reason if another
  * process holds it.  The lock lasts until the process exits. */

@@ -28,7 +28,9 @@ Usage: tests/bench/storage.py [--reps N] [--seconds S] [--keys N]
   --quick  a fast smoke run: 1 rep, 2-second shapes, 100000 records,
            a small defragmentation run
 """
-import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+from compare import free_port  # the sibling script (tests/bench/compare.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin")
@@ -68,14 +70,6 @@ def fmt_size(n):
         if n >= div and n % div == 0:
             return f"{n // div}{unit}"
     return str(n)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def proc_status(pid, field):
