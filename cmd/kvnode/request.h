@@ -20,6 +20,7 @@ struct server {
     uint64_t now_ms;             /* wall clock, read once per batch of requests */
     kv_ns_t *ns[KV_MAX_NS];
     int n_ns;
+    kv_ns_t *hint_ns; /* the namespace of the last request: prefetched into */
     uint32_t max_bins;           /* largest max-bins of any namespace */
     kv_bin_t *bins_old, *bins_new, *bins_out;
     kv_rec_t **scan_buf;

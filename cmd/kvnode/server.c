@@ -118,6 +118,8 @@ static int s_resolve_ns(server_t *s, req_t *r)
     if (srv_field(r, F_NS, &v) != 0 || kv_mp_read_str(&v, &name, &len) != 0)
         return srv_fail(s, KV_ERR_BAD_REQUEST, "missing namespace (field 'ns')");
     r->ns = srv_find_ns(s, name, len);
+    if (r->ns)
+        s->hint_ns = r->ns;
     if (!r->ns)
         return srv_fail(s, KV_ERR_NAMESPACE, "no namespace '%.*s' on this node", (int) (len > 64 ? 64 : len), name);
     return KV_OK;
@@ -261,12 +263,33 @@ static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, siz
 /* Answer a frame's requests into s->out, calling emit (if not NULL) when
  * the reply frame grows past REPLY_FRAME_MAX and once at the end. */
 #define REPLY_FRAME_MAX (1u << 20)
+/* Start loading the index entries the next requests of a frame will look
+ * up, so that their cache misses overlap instead of coming one by one (a
+ * lookup was a fifth of the server's time at 50x16, perf).  The namespace
+ * is a guess, the last one used: a wrong guess costs only the prefetch. */
+#define PREFETCH_AHEAD 16
+static void s_prefetch(server_t *s, const uint8_t *frame, size_t len, size_t off)
+{
+    kv_ns_t *ns = s->hint_ns;
+    if (!ns)
+        return;
+    uint8_t digests[PREFETCH_AHEAD][KV_DIGEST_SIZE];
+    int n = 0;
+    kv_hdr_t h;
+    const uint8_t *body;
+    while (n < PREFETCH_AHEAD && kv_frame_next(frame, len, &off, &h, &body, NULL, 0) == KV_OK)
+        memcpy(digests[n++], h.digest, KV_DIGEST_SIZE);
+    store_prefetch(ns, digests, n);
+}
+
 static void s_handle_frame(server_t *s, const uint8_t *frame, size_t len, void (*emit)(server_t *, void *),
                            void *arg)
 {
     size_t off = 0;
     int n = 0;
     for (;;) {
+        if (n % PREFETCH_AHEAD == 0)
+            s_prefetch(s, frame, len, off);
         kv_hdr_t rh;
         const uint8_t *body = NULL;
         s->why[0] = '\0';

@@ -80,6 +80,25 @@ static uint32_t s_find(const kv_part_t *p, const uint8_t *d, uint32_t h)
     return i;
 }
 
+void store_prefetch(const kv_ns_t *ns, const uint8_t (*digests)[KV_DIGEST_SIZE], int n)
+{
+    if (ns->disk || n > 64)
+        return;
+    const kv_part_t *parts[64];
+    uint32_t at[64];
+    for (int k = 0; k < n; k++) {
+        const kv_part_t *p = parts[k] = &ns->parts[kv_partition(digests[k])];
+        if (!p->cap)
+            continue;
+        at[k] = store_hash(digests[k]) & (p->cap - 1);
+        __builtin_prefetch(&p->slots[at[k]]);
+        __builtin_prefetch(&p->tags[at[k]]);
+    }
+    for (int k = 0; k < n; k++)
+        if (parts[k]->cap && parts[k]->slots[at[k]])
+            __builtin_prefetch(parts[k]->slots[at[k]]);
+}
+
 /* Home slot of the record in slot j: from its tag while the table is
  * small enough for 16 bits to hold the index. */
 static inline uint32_t s_home(const kv_part_t *p, uint32_t j)
@@ -314,6 +333,17 @@ void store_test(bool verbose)
         free(m);
     }
     kv_rec_t *missing = s_make(N + 1, 0);
+    /* prefetching (a hint) reads only what exists: a present, a missing
+     * and an empty-partition digest, and more than it takes */
+    uint8_t pf[65][KV_DIGEST_SIZE] = {{0}};
+    memcpy(pf[0], d8, KV_DIGEST_SIZE);
+    memcpy(pf[1], missing->digest, KV_DIGEST_SIZE);
+    kv_ns_t *empty = store_ns_new(&cfg, NULL, why, sizeof why);
+    assert(empty);
+    store_prefetch(empty, pf, 2);
+    store_prefetch(ns, pf, 2);
+    store_prefetch(ns, pf, 65);
+    store_ns_destroy(&empty);
     assert(store_get(ns, missing->digest, 50) == NULL);
     assert(store_remove(ns, missing->digest, 1, 1) == 0);
     free(missing);

@@ -76,6 +76,10 @@ typedef struct {
     bool read_error;          /* the last store_get found a damaged record (why says) */
 } kv_ns_t;
 
+/* Start loading what lookups of these n digests will read (their slots,
+ * then their records), so that the cache misses overlap. */
+void store_prefetch(const kv_ns_t *ns, const uint8_t (*digests)[KV_DIGEST_SIZE], int n);
+
 /* Memory a record of this data size costs (record and index slot). */
 uint64_t store_rec_cost(uint32_t data_len);
 
