@@ -67,7 +67,8 @@ typedef enum {
     KV_OP_SCAN = 8,
     KV_OP_INFO = 9,
     KV_OP_PING = 10,
-    KV_OP_MAX_ = 11
+    KV_OP_CLUSTER = 11, /* membership and partition table (kvroute <-> kvnode) */
+    KV_OP_MAX_ = 12
 } kv_op_t;
 
 /* Header flags. */

@@ -107,6 +107,27 @@ void kv_die(int code, const char *fmt, ...)
     exit(code);
 }
 
+int kv_write_ready(const char *path, const char *endpoint)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int) sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    if (fprintf(f, "%s\n", endpoint) < 0) {
+        int e = errno;
+        fclose(f);
+        errno = e;
+        return -1;
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return -1;
+    return 0;
+}
+
 void kv_util_test(bool verbose)
 {
     (void) verbose;

@@ -24,6 +24,10 @@ void kv_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "prog: message" on stderr, then exit(code). */
 _Noreturn void kv_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Write "endpoint\n" to path through path.tmp and a rename, so a reader
+ * never sees it half written (a server's --ready-file).  0, or -1 with errno. */
+int kv_write_ready(const char *path, const char *endpoint);
+
 void kv_util_test(bool verbose);
 
 #endif

@@ -23,6 +23,7 @@ void config_ns_defaults(kv_ns_config_t *ns, const char *name)
     ns->max_record_size = 1 << 20;
     ns->memory_limit = 4ull << 30;
     ns->max_bins = 256;
+    ns->rf = 2;
     ns->storage = KV_STORAGE_UNSET;
     ns->flush_ms = 1000;
     ns->write_block = 8u << 20;
@@ -111,6 +112,21 @@ static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why
             return -1;
         }
         ns->max_bins = (uint32_t) i;
+    } else if (strcmp(key, "rf") == 0) {
+        if (kv_parse_int(val, 1, 8, &i) != 0) {
+            snprintf(why, whylen, "rf '%s' must be an integer from 1 to 8 (copies of each record in a cluster)", val);
+            return -1;
+        }
+        ns->rf = (uint32_t) i;
+    } else if (strcmp(key, "mode") == 0) {
+        if (strcmp(val, "sc") == 0) {
+            snprintf(why, whylen, "mode 'sc' (strong consistency) is not supported yet; use mode=ap");
+            return -1;
+        }
+        if (strcmp(val, "ap") != 0) {
+            snprintf(why, whylen, "mode '%s' must be ap (sc is not supported yet)", val);
+            return -1;
+        }
     } else if (strcmp(key, "storage") == 0) {
         if (strcmp(val, "memory") == 0)
             ns->storage = KV_STORAGE_MEMORY;
@@ -124,7 +140,7 @@ static int s_set(kv_ns_config_t *ns, const char *key, const char *val, char *why
         int rc = s_set_file_key(ns, key, val, why, whylen);
         if (rc > 0)
             snprintf(why, whylen,
-                     "unknown namespace key '%s' (keys: default-ttl, max-record-size, memory, max-bins, storage, "
+                     "unknown namespace key '%s' (keys: default-ttl, max-record-size, memory, max-bins, rf, mode, storage, "
                      "commit-to-device, flush-ms, write-block, defrag-lwm, disk)",
                      key);
         return rc == 0 ? 0 : -1;

@@ -22,7 +22,7 @@ static void s_on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]\n");
+    fprintf(out, "usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file]\n");
 }
 
 static void help(void)
@@ -32,9 +32,10 @@ static void help(void)
            "  -l, --listen ENDPOINT   ZeroMQ endpoint to serve (default %s)\n"
            "  -d, --data DIR          keep namespaces in files in DIR (locked; created if missing)\n"
            "      --ns SPEC           serve namespace NAME[,key=value...]; repeatable\n"
-           "                          keys: default-ttl, max-record-size, memory, max-bins, storage,\n"
-           "                          commit-to-device, flush-ms, write-block, defrag-lwm, disk\n"
+           "                          keys: default-ttl, max-record-size, memory, max-bins, rf, mode,\n"
+           "                          storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk\n"
            "  -c, --config FILE       read options from FILE (lines: data DIR, listen ENDPOINT, ns SPEC)\n"
+           "      --join ROUTER       heartbeat to the kvroute at ROUTER, which adds this node\n"
            "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
            "  -h, --help              show this help\n"
            "  -V, --version           show the version\n"
@@ -42,19 +43,6 @@ static void help(void)
            "in memory otherwise.\n"
            "See kvnode(1).\n",
            KVNODE_DEFAULT_ENDPOINT);
-}
-
-static void s_write_ready(const char *path, const char *endpoint)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        kv_die(1, "cannot write ready file %s: %s", tmp, strerror(errno));
-    if (fprintf(f, "%s\n", endpoint) < 0 || fclose(f) != 0)
-        kv_die(1, "cannot write ready file %s: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        kv_die(1, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
 }
 
 int main(int argc, char **argv)
@@ -67,11 +55,12 @@ int main(int argc, char **argv)
         {"ns", required_argument, NULL, 'n'},
         {"config", required_argument, NULL, 'c'},
         {"ready-file", required_argument, NULL, 'r'},
+        {"join", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen = NULL, *config = NULL, *ready = NULL, *data = NULL;
+    const char *listen = NULL, *config = NULL, *ready = NULL, *data = NULL, *join = NULL;
     const char *specs[argc];
     int nspecs = 0, c;
     while ((c = getopt_long(argc, argv, "hVl:c:d:", longopts, NULL)) != -1) {
@@ -81,6 +70,7 @@ int main(int argc, char **argv)
         case 'n': specs[nspecs++] = optarg; break;
         case 'c': config = optarg; break;
         case 'r': ready = optarg; break;
+        case 'j': join = optarg; break;
         case 'h': help(); return 0;
         case 'V': printf("kvnode %s\n", KV_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -116,7 +106,8 @@ int main(int argc, char **argv)
     bool files = false;
     for (int i = 0; i < cfg.n_ns; i++)
         files |= cfg.ns[i].storage == KV_STORAGE_FILE;
-    if (files && disk_lock_dir(cfg.data, why, sizeof why) != 0)
+    (void) files;
+    if (cfg.data[0] && disk_lock_dir(cfg.data, why, sizeof why) != 0)
         kv_die(1, "%s", why);
     if (sodium_init() < 0)
         kv_die(1, "cannot initialise libsodium");
@@ -135,13 +126,18 @@ int main(int argc, char **argv)
         server_destroy(&srv);
         kv_die(1, "%s", why);
     }
+    if (join && server_join(srv, join, why, sizeof why) != 0) {
+        server_destroy(&srv);
+        kv_die(2, "--join %s: %s", join, why);
+    }
     char names[KV_MAX_NS * (KV_NS_MAX + 2)] = "";
     for (int i = 0; i < cfg.n_ns; i++) {
         strcat(names, i ? "," : "");
         strcat(names, cfg.ns[i].name);
     }
     if (ready)
-        s_write_ready(ready, server_endpoint(srv));
+        if (kv_write_ready(ready, server_endpoint(srv)) != 0)
+            kv_die(1, "cannot write ready file %s: %s", ready, strerror(errno));
     printf("kvnode: ready on %s (node %016llx, namespaces: %s)\n", server_endpoint(srv),
            (unsigned long long) server_node_id(srv), names);
     fflush(stdout);

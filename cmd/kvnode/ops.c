@@ -820,7 +820,7 @@ int op_scan(server_t *s, req_t *r)
 
 static void s_pack_ns(msgpack_packer *pk, const kv_ns_t *ns)
 {
-    msgpack_pack_map(pk, 9 + (ns->disk ? (uint32_t) disk_stats_count() : 0));
+    msgpack_pack_map(pk, 11 + (ns->disk ? (uint32_t) disk_stats_count() : 0));
     kv_mp_pack_cstr(pk, "name");
     kv_mp_pack_cstr(pk, ns->cfg.name);
     kv_mp_pack_cstr(pk, "storage");
@@ -841,6 +841,10 @@ static void s_pack_ns(msgpack_packer *pk, const kv_ns_t *ns)
     msgpack_pack_uint64(pk, ns->cfg.max_record_size);
     kv_mp_pack_cstr(pk, "max_bins");
     msgpack_pack_uint32(pk, ns->cfg.max_bins);
+    kv_mp_pack_cstr(pk, "rf");
+    msgpack_pack_uint32(pk, ns->cfg.rf);
+    kv_mp_pack_cstr(pk, "mode");
+    kv_mp_pack_cstr(pk, "ap");
 }
 
 int op_info(server_t *s, req_t *r)

@@ -15,6 +15,7 @@ struct server {
     void *sock;
     char endpoint[256];
     uint64_t node_id;
+    struct cluster *cluster;     /* node id, installed table, acceptor state */
     uint64_t started_ms;
     uint64_t last_lut;
     uint64_t now_ms;             /* wall clock, read once per batch of requests */

@@ -1,6 +1,7 @@
 /* server: kvnode's request loop: receive, check framing and header,
  * locate the body's fields, dispatch to the operations (ops.c), reply. */
 #include "request.h"
+#include "cluster.h"
 #include "disk.h"
 #include "kv_client.h"
 #include "kv_digest.h"
@@ -201,6 +202,7 @@ static const struct {
     [KV_OP_SCAN] = {op_scan, NEEDS_NS},
     [KV_OP_INFO] = {op_info, 0},
     [KV_OP_PING] = {op_ping, 0},
+    [KV_OP_CLUSTER] = {op_cluster, 0},
 };
 
 static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_t blen)
@@ -221,6 +223,9 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         rc = s_resolve_ns(s, &r);
     if (rc != KV_OK)
         return rc;
+    if ((s_ops[h->op].flags & NEEDS_RECORD) && !cluster_serves(s->cluster, h->pid))
+        return srv_fail(s, KV_ERR_WRONG_NODE, "this node is not the master of partition %u in table version %u",
+                        h->pid, cluster_table(s->cluster)->version);
     if (!r.ns || !r.ns->disk || !r.ns->cfg.commit_to_device)
         return s_ops[h->op].fn(s, &r);
     uint64_t before = disk_appended(r.ns->disk);
@@ -249,6 +254,7 @@ static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, siz
     } else
         s->bad_frames++;
     rh->status = (uint16_t) rc;
+    rh->table_version = cluster_table(s->cluster)->version;
     if (rc != KV_OK) {
         s->errors[rc & 0xff]++;
         s->out.size = start + KV_HDR_SIZE; /* drop what the op packed */
@@ -604,6 +610,9 @@ void server_run(server_t *s, volatile int *stop)
         long wait = now >= next_sweep ? 0 : (long) (next_sweep - now);
         if (disk_wait < wait)
             wait = disk_wait;
+        long hb_wait = cluster_tick(s, kv_mono_ms());
+        if (hb_wait < wait)
+            wait = hb_wait;
         int rc = zmq_poll(items, nitems, wait);
         if (rc < 0 && errno != EINTR)
             break;
@@ -654,7 +663,11 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *w
     server_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    randombytes_buf(&s->node_id, sizeof s->node_id);
+    if (!(s->cluster = cluster_new(dir, why, whylen))) {
+        free(s);
+        return NULL;
+    }
+    s->node_id = cluster_node_id(s->cluster);
     s->started_ms = kv_mono_ms();
     s->now_ms = kv_wall_ms();
     s->max_bins = 1;
@@ -692,6 +705,7 @@ void server_destroy(server_t **self_p)
         return;
     if (s->sock)
         zmq_close(s->sock);
+    cluster_destroy(&s->cluster); /* its sockets, before the context */
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     for (int i = 0; i < s->n_ns; i++)
@@ -757,6 +771,7 @@ int server_bind(server_t *s, const char *endpoint, char *why, size_t whylen)
 
 const char *server_endpoint(const server_t *s) { return s->endpoint; }
 uint64_t server_node_id(const server_t *s) { return s->node_id; }
+int server_join(server_t *s, const char *router, char *why, size_t whylen) { return cluster_join(s, router, why, whylen); }
 
 /* ---- self-test: drive server_handle_frame with real requests ---------- */
 

@@ -22,6 +22,8 @@ void server_destroy(server_t **self_p);
 int server_bind(server_t *self, const char *endpoint, char *why, size_t whylen);
 const char *server_endpoint(const server_t *self);
 uint64_t server_node_id(const server_t *self);
+/* Heartbeat to the kvroute at router (after server_bind).  0 or -1. */
+int server_join(server_t *self, const char *router, char *why, size_t whylen);
 /* Serve until *stop becomes true (set from a signal handler).  A write
  * to a namespace with commit-to-device is answered after the batch of
  * requests it arrived with is written and flushed (group commit). */

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t max_record_size; /* bytes */
     uint64_t memory_limit;    /* bytes (for a file namespace: its index) */
     uint32_t max_bins;
+    uint32_t rf;              /* replication factor in a cluster (1..KV_RF_MAX) */
     kv_storage_t storage;     /* UNSET until config_finish decides */
     bool commit_to_device;    /* file: fdatasync before acknowledging */
     uint32_t flush_ms;        /* file: longest a write stays buffered */

@@ -28,7 +28,8 @@ static const char *s_usage =
     "       kvquery scan ns [set]\n"
     "       kvquery export ns [set]\n"
     "       kvquery import ns [--strict] [--in-flight n] [--exists policy] [--ttl n]\n"
-    "       kvquery info [what]\n";
+    "       kvquery info [what]\n"
+    "       kvquery cluster add endpoint | cluster remove node\n";
 
 static void help(void)
 {
@@ -271,16 +272,11 @@ static int cmd_operate(kq_t *q, int argc, char **argv)
     return s_write_args_generic(q, KV_OP_OPERATE, argc, argv);
 }
 
-static int cmd_info(kq_t *q, int argc, char **argv)
+/* Send req, print its reply body as JSON. */
+static int s_call_print(kq_t *q, const char *what, kv_req_t *req)
 {
-    kv_req_t req;
-    kv_req_init(&req, KV_OP_INFO);
-    if (argc > 0)
-        kv_req_str(&req, "what", argv[0], strlen(argv[0]));
     kv_reply_t rep;
-    char what[300];
-    snprintf(what, sizeof what, "info%s%s", argc ? " " : "", argc ? argv[0] : "");
-    int rc = s_call(q, what, &req, &rep);
+    int rc = s_call(q, what, req, &rep);
     if (rc != EXIT_OK)
         return rc;
     json_t *o = kv_json_from_mp(kv_reply_data(&rep), kv_reply_size(&rep));
@@ -292,6 +288,33 @@ static int cmd_info(kq_t *q, int argc, char **argv)
     kq_print_json(q, o);
     json_decref(o);
     return EXIT_OK;
+}
+
+static int cmd_info(kq_t *q, int argc, char **argv)
+{
+    kv_req_t req;
+    kv_req_init(&req, KV_OP_INFO);
+    if (argc > 0)
+        kv_req_str(&req, "what", argv[0], strlen(argv[0]));
+    char what[300];
+    snprintf(what, sizeof what, "info%s%s", argc ? " " : "", argc ? argv[0] : "");
+    return s_call_print(q, what, &req);
+}
+
+static int cmd_cluster(kq_t *q, int argc, char **argv)
+{
+    (void) argc;
+    if (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "remove") != 0) {
+        kv_warn("cluster: unknown action '%s' (add ENDPOINT or remove NODE)", argv[0]);
+        return EXIT_ERROR;
+    }
+    kv_req_t req;
+    kv_req_init(&req, KV_OP_CLUSTER);
+    kv_req_str(&req, "cmd", argv[0], strlen(argv[0]));
+    kv_req_str(&req, "arg", argv[1], strlen(argv[1]));
+    char what[600];
+    snprintf(what, sizeof what, "cluster %s %s", argv[0], argv[1]);
+    return s_call_print(q, what, &req);
 }
 
 /* One row per command: name, argument counts, handler, which of the
@@ -314,6 +337,7 @@ static const struct {
     {"export", 1, 2, kq_cmd_export, 0},
     {"import", 1, 1, kq_cmd_import, O_IMPORT | O_EXISTS | O_TTL},
     {"info", 0, 1, cmd_info, 0},
+    {"cluster", 2, 2, cmd_cluster, 0},
 };
 
 static int s_bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

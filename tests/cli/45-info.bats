@@ -27,12 +27,12 @@ keys_of() {
 @test "info namespaces lists each namespace with its settings and usage" {
     kvquery put test s k v=1
     run -0 kvquery info namespaces
-    assert_output --regexp '^\{"namespaces":\[\{"name":"test","storage":"memory","records":1,"memory_used":[1-9][0-9]*,"memory_limit":2097152,"expired":0,"default_ttl":0,"max_record_size":1048576,"max_bins":9\},\{"name":"cache","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":3600,"max_record_size":1048576,"max_bins":256\}\]\}$'
+    assert_output --regexp '^\{"namespaces":\[\{"name":"test","storage":"memory","records":1,"memory_used":[1-9][0-9]*,"memory_limit":2097152,"expired":0,"default_ttl":0,"max_record_size":1048576,"max_bins":9,"rf":2,"mode":"ap"\},\{"name":"cache","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":3600,"max_record_size":1048576,"max_bins":256,"rf":2,"mode":"ap"\}\]\}$'
 }
 
 @test "info NAMESPACE reports that namespace alone" {
     run -0 kvquery info cache
-    assert_output '{"name":"cache","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":3600,"max_record_size":1048576,"max_bins":256}'
+    assert_output '{"name":"cache","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":3600,"max_record_size":1048576,"max_bins":256,"rf":2,"mode":"ap"}'
 }
 
 @test "info stats counts ops and errors by name" {

@@ -685,7 +685,7 @@ for i in range(500):
 import json, sys
 r = json.loads(sys.argv[1])
 want = ["name", "storage", "records", "memory_used", "memory_limit", "expired", "default_ttl",
-        "max_record_size", "max_bins", "commit_to_device", "flush_ms", "tombstones", "disk_used",
+        "max_record_size", "max_bins", "rf", "mode", "commit_to_device", "flush_ms", "tombstones", "disk_used",
         "disk_limit", "live_fraction", "write_block", "blocks_total", "blocks_used", "blocks_free",
         "blocks_written", "defrag_lwm", "defrag_queue", "defrag_blocks", "defrag_records",
         "defrag_bytes", "write_bytes", "flushes", "flush_last_us", "flush_avg_us", "flush_max_us",
@@ -697,7 +697,7 @@ def num(k):
     assert isinstance(r[k], (int, float)) and not isinstance(r[k], bool) and r[k] >= 0, (k, r[k])
     return r[k]
 for k in want[2:]:
-    if k != "commit_to_device":
+    if k not in ("commit_to_device", "mode"):
         num(k)
 assert r["name"] == "test" and r["storage"] == "file", r
 assert r["commit_to_device"] is True and r["flush_ms"] == 50, r
@@ -718,7 +718,7 @@ print("ok")
     assert_output ok
     # a memory namespace on the same node keeps the fields it had
     run -0 kvquery info mem
-    assert_output '{"name":"mem","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":0,"max_record_size":1048576,"max_bins":256}'
+    assert_output '{"name":"mem","storage":"memory","records":0,"memory_used":0,"memory_limit":4294967296,"expired":0,"default_ttl":0,"max_record_size":1048576,"max_bins":256,"rf":2,"mode":"ap"}'
     # --format table shows them too
     run -0 kvquery --format table info test
     assert_line --regexp '^disk_used +[0-9]+$'

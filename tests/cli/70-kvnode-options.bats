@@ -22,7 +22,7 @@ node_gone() {
 
 @test "kvnode -h prints the usage to stdout, exit 0; -V prints the version" {
     run -0 --separate-stderr kvnode -h
-    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--ready-file file]'
+    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file]'
     assert_output --partial 'keys: default-ttl, max-record-size, memory, max-bins'
     refute_stderr
     run -0 kvnode --help
@@ -46,7 +46,7 @@ node_gone() {
 
 @test "--ns errors exit 2 with a message that names the problem" {
     local cases=(
-        "test,colour=red|--ns test,colour=red: namespace 'test': unknown namespace key 'colour' (keys: default-ttl, max-record-size, memory, max-bins, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)"
+        "test,colour=red|--ns test,colour=red: namespace 'test': unknown namespace key 'colour' (keys: default-ttl, max-record-size, memory, max-bins, rf, mode, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)"
         "test,memory=1K|--ns test,memory=1K: namespace 'test': memory '1K' must be a size of at least 1M"
         "test,memory=abc|namespace 'test': memory 'abc' must be a size of at least 1M"
         "test,memory=-5M|namespace 'test': memory '-5M' must be a size"
@@ -86,17 +86,17 @@ node_gone() {
 @test "--ns: every key is applied, and sizes and durations take units" {
     start_node --ns a-b_31charsxxxxxxxxxxxxxxxxxxxx,default-ttl=2d,max-record-size=64K,memory=3M,max-bins=7
     run -0 kvquery info a-b_31charsxxxxxxxxxxxxxxxxxxxx
-    assert_output '{"name":"a-b_31charsxxxxxxxxxxxxxxxxxxxx","storage":"memory","records":0,"memory_used":0,"memory_limit":3145728,"expired":0,"default_ttl":172800,"max_record_size":65536,"max_bins":7}'
+    assert_output '{"name":"a-b_31charsxxxxxxxxxxxxxxxxxxxx","storage":"memory","records":0,"memory_used":0,"memory_limit":3145728,"expired":0,"default_ttl":172800,"max_record_size":65536,"max_bins":7,"rf":2,"mode":"ap"}'
 }
 
 @test "--ns: the limits of each key are accepted" {
-    start_node --ns test,max-record-size=8M,memory=1M,max-bins=32767,default-ttl=3650d --ns small,max-record-size=64,max-bins=1
+    start_node --ns test,max-record-size=8M,memory=1M,max-bins=32767,default-ttl=3650d --ns small,max-record-size=64,max-bins=1,rf=8,mode=ap
     run -0 kvquery info test
-    assert_output '{"name":"test","storage":"memory","records":0,"memory_used":0,"memory_limit":1048576,"expired":0,"default_ttl":315360000,"max_record_size":8388608,"max_bins":32767}'
+    assert_output '{"name":"test","storage":"memory","records":0,"memory_used":0,"memory_limit":1048576,"expired":0,"default_ttl":315360000,"max_record_size":8388608,"max_bins":32767,"rf":2,"mode":"ap"}'
     run -0 kvquery put test s k v=1
     assert_output '{"ns":"test","set":"s","key":"k","gen":1,"ttl":315360000}'
     run -0 kvquery info small
-    assert_output --partial '"max_record_size":64,"max_bins":1}'
+    assert_output --partial '"max_record_size":64,"max_bins":1,"rf":8,"mode":"ap"}'
 }
 
 @test "with no --ns, kvnode serves one namespace 'test'" {
@@ -173,7 +173,7 @@ EOF
         $'listen\n|1: expected \'listen VALUE\''
         $'listen a b\n|1: expected \'listen VALUE\''
         $'ns\n|1: expected \'ns VALUE\''
-        $'ns a\nns b,ttl=5\n|2: namespace \'b\': unknown namespace key \'ttl\' (keys: default-ttl, max-record-size, memory, max-bins, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)'
+        $'ns a\nns b,ttl=5\n|2: namespace \'b\': unknown namespace key \'ttl\' (keys: default-ttl, max-record-size, memory, max-bins, rf, mode, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)'
         $'ns a\n# again\nns a\n|3: namespace \'a\' is defined twice'
         $'ns a,memory=1K\n|1: namespace \'a\': memory \'1K\' must be a size of at least 1M (e.g. 512M, 4G)'
         "# $(printf '%*s' 5000 '' | tr ' ' x)"$'\n|1: line longer than 4094 bytes'

@@ -34,12 +34,12 @@ _kv_alive() {
     [ -n "$state" ] && [ "$state" != Z ]
 }
 
-# _kv_is_kvnode PID: PID is a running kvnode (so a recycled PID is never
-# signalled).
+# _kv_is_kvnode PID: PID is a running kvnode or kvroute (so a recycled
+# PID is never signalled).
 _kv_is_kvnode() {
     local comm
     comm=$(cut -d' ' -f2 "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "$comm" = "(kvnode)" ] && _kv_alive "$1"
+    { [ "$comm" = "(kvnode)" ] || [ "$comm" = "(kvroute)" ]; } && _kv_alive "$1"
 }
 
 # _kv_forget PID: drop PID from the nodes still to stop.
@@ -144,6 +144,30 @@ stop_node() {
     NODE_STATUS=0
     wait "$pid" 2>/dev/null || NODE_STATUS=$?
     _kv_forget "$pid"
+}
+
+# start_router [kvroute args...]: start kvroute on tcp://127.0.0.1:* with
+# a bounded wait for its ready file, like start_node (teardown stops it).
+# Sets ROUTER_PID, ROUTER_LOG and ROUTER_EP.
+start_router() {
+    local n=${#KV_NODE_LOGS[@]}
+    local ready="$BATS_TEST_TMPDIR/router.$n.ready" i
+    ROUTER_LOG="$BATS_TEST_TMPDIR/router.$n.log"
+    kvroute -l 'tcp://127.0.0.1:*' --ready-file "$ready" "$@" >"$ROUTER_LOG" 2>&1 3>&- </dev/null &
+    ROUTER_PID=$!
+    KV_NODE_PIDS+=("$ROUTER_PID")
+    KV_NODE_LOGS+=("$ROUTER_LOG")
+    for ((i = 0; i < 200; i++)); do
+        [ -s "$ready" ] && break
+        _kv_alive "$ROUTER_PID" || break
+        sleep 0.05
+    done
+    if [ ! -s "$ready" ]; then
+        echo "start_router: kvroute $* did not get ready; its log:" >&2
+        cat "$ROUTER_LOG" >&2
+        return 1
+    fi
+    ROUTER_EP=$(cat "$ready")
 }
 
 # kv_teardown: stop every node of this test; show their logs if it failed.

@@ -1,6 +1,7 @@
 /* selftest: runs every class self-test, each in its own process, and
  * prints TAP.  Usage: kvselftest [-v] [NAME...] */
 #include "../../cmd/kvbench/hist.h"
+#include "../../cmd/kvnode/cluster.h"
 #include "../../cmd/kvnode/config.h"
 #include "../../cmd/kvnode/disk.h"
 #include "../../cmd/kvnode/server.h"
@@ -12,6 +13,7 @@
 #include "kv_json.h"
 #include "kv_mp.h"
 #include "kv_proto.h"
+#include "kv_ptable.h"
 #include "kv_util.h"
 #include <sodium.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@ static const struct {
     {"kv_err", kv_err_test},       {"kv_proto", kv_proto_test}, {"kv_digest", kv_digest_test},
     {"kv_mp", kv_mp_test},         {"kv_json", kv_json_test},   {"kv_util", kv_util_test},
     {"kv_client", kv_client_test}, {"store", store_test},       {"disk", disk_test},         {"config", config_test},
+    {"kv_ptable", kv_ptable_test}, {"cluster", cluster_test},
     {"server", server_test},   {"kvquery_args", kq_args_test}, {"kvbench_hist", hist_test},
 };
 

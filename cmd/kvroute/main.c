@@ -1,0 +1,167 @@
+/* kvroute: the kvstore cluster router (see kvroute(1)). */
+#include "kv_util.h"
+#include "route.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:7800"
+
+static volatile int s_stop = 0;
+static void s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: kvroute [-hV] [-c file] [-l endpoint] [--node endpoint]... [--hb-interval ms] "
+                 "[--hb-misses n] [--ready-file file]\n");
+}
+
+static void help(void)
+{
+    usage(stdout);
+    printf("\n"
+           "  -l, --listen ENDPOINT   ZeroMQ endpoint for clients and node heartbeats (default %s)\n"
+           "      --node ENDPOINT     a kvnode of the cluster; repeatable\n"
+           "      --hb-interval MS    heartbeat interval asked of the nodes (default 150, 10..60000)\n"
+           "      --hb-misses N       missed intervals before a node is gone (default 10, 3..1000)\n"
+           "  -c, --config FILE       read options from FILE (lines: listen ENDPOINT, node ENDPOINT,\n"
+           "                          hb-interval MS, hb-misses N)\n"
+           "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
+           "  -h, --help              show this help\n"
+           "  -V, --version           show the version\n"
+           "See kvroute(1).\n",
+           DEFAULT_ENDPOINT);
+}
+
+static char *s_strdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        kv_die(1, "out of memory");
+    return d;
+}
+
+/* One option (from the command line or a config line); where names it in errors. */
+static void s_option(route_config_t *cfg, const char *name, const char *val, const char *where)
+{
+    int64_t v;
+    if (strcmp(name, "listen") == 0) {
+        if (!val[0] || strlen(val) >= sizeof cfg->listen)
+            kv_die(2, "%s: listen: expected an endpoint", where);
+        snprintf(cfg->listen, sizeof cfg->listen, "%s", val);
+    } else if (strcmp(name, "node") == 0) {
+        if (!val[0] || strlen(val) > 255)
+            kv_die(2, "%s: node: expected an endpoint of 1..255 bytes", where);
+        if (cfg->n_nodes == 64)
+            kv_die(2, "%s: node: at most 64 nodes", where);
+        cfg->nodes[cfg->n_nodes++] = s_strdup(val);
+    } else if (strcmp(name, "hb-interval") == 0) {
+        if (kv_parse_int(val, 10, 60000, &v) != 0)
+            kv_die(2, "%s: hb-interval '%s': expected milliseconds from 10 to 60000", where, val);
+        cfg->hb_interval_ms = (uint32_t) v;
+    } else if (strcmp(name, "hb-misses") == 0) {
+        if (kv_parse_int(val, 3, 1000, &v) != 0)
+            kv_die(2, "%s: hb-misses '%s': expected an integer from 3 to 1000", where, val);
+        cfg->hb_misses = (uint32_t) v;
+    } else
+        kv_die(2, "%s: unknown option '%s' (listen, node, hb-interval, hb-misses)", where, name);
+}
+
+static void s_load(route_config_t *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        kv_die(2, "cannot read %s: %s", path, strerror(errno));
+    char line[1024], where[1100];
+    for (int no = 1; fgets(line, sizeof line, f); no++) {
+        snprintf(where, sizeof where, "%s:%d", path, no);
+        if (!strchr(line, '\n') && !feof(f))
+            kv_die(2, "%s: line too long", where);
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *name = strtok(line, " \t\r\n"), *val = name ? strtok(NULL, " \t\r\n") : NULL;
+        if (!name)
+            continue;
+        if (!val || strtok(NULL, " \t\r\n"))
+            kv_die(2, "%s: expected 'NAME VALUE'", where);
+        s_option(cfg, name, val, where);
+    }
+    fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+    kv_progname = "kvroute";
+    argv[0] = (char *) kv_progname;
+    enum { OPT_NODE = 256, OPT_HBI, OPT_HBM, OPT_READY };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},   {"node", required_argument, NULL, OPT_NODE},
+        {"config", required_argument, NULL, 'c'},   {"hb-interval", required_argument, NULL, OPT_HBI},
+        {"hb-misses", required_argument, NULL, OPT_HBM}, {"ready-file", required_argument, NULL, OPT_READY},
+        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    route_config_t cfg = {.hb_interval_ms = 150, .hb_misses = 10};
+    snprintf(cfg.listen, sizeof cfg.listen, "%s", DEFAULT_ENDPOINT);
+    const char *ready = NULL, *config = NULL;
+    int c;
+    /* the config file first, then the command line over it */
+    for (int i = 1; i < argc - 1; i++)
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)
+            config = argv[i + 1];
+    if (config)
+        s_load(&cfg, config);
+    while ((c = getopt_long(argc, argv, "hVl:c:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l': s_option(&cfg, "listen", optarg, "-l"); break;
+        case OPT_NODE: s_option(&cfg, "node", optarg, "--node"); break;
+        case OPT_HBI: s_option(&cfg, "hb-interval", optarg, "--hb-interval"); break;
+        case OPT_HBM: s_option(&cfg, "hb-misses", optarg, "--hb-misses"); break;
+        case 'c': break;
+        case OPT_READY: ready = optarg; break;
+        case 'h': help(); return 0;
+        case 'V': printf("kvroute %s\n", KV_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        kv_warn("unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (sodium_init() < 0)
+        kv_die(1, "cannot initialise libsodium");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char why[1024];
+    route_t *r = route_new(&cfg, why, sizeof why);
+    if (!r)
+        kv_die(1, "%s", why);
+    if (ready)
+        if (kv_write_ready(ready, route_endpoint(r)) != 0)
+            kv_die(1, "cannot write ready file %s: %s", ready, strerror(errno));
+    printf("kvroute: ready on %s (%d node(s) given)\n", route_endpoint(r), cfg.n_nodes);
+    fflush(stdout);
+    route_run(r, &s_stop);
+    fprintf(stderr, "kvroute: shutting down\n");
+    route_destroy(&r);
+    if (ready)
+        unlink(ready);
+    for (int i = 0; i < cfg.n_nodes; i++)
+        free((char *) cfg.nodes[i]);
+    return 0;
+}

@@ -1,0 +1,943 @@
+/* route: kvroute's membership, table proposer and client requests (see route.h). */
+#include "route.h"
+#include "kv_client.h"
+#include "kv_err.h"
+#include "kv_mp.h"
+#include "kv_proto.h"
+#include "kv_ptable.h"
+#include "kv_util.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define PHASE_TIMEOUT_MS 1000
+#define ASK_TIMEOUT_MS 2000
+#define NS_SIG_MAX 1024
+
+/* What a request to a node was, in the top byte of its request id. */
+enum { K_STATE = 1, K_PREPARE, K_ACCEPT, K_COMMIT, K_HBTO };
+
+typedef enum { N_ASKING, N_UP, N_GONE, N_REFUSED } nstate_t;
+static const char *s_state_names[] = {"asking", "up", "gone", "refused"};
+
+typedef struct {
+    char endpoint[KV_ENDPOINT_MAX + 1];
+    void *sock;          /* DEALER to the node */
+    uint64_t id;         /* 0 until its state reply */
+    nstate_t state;
+    bool removed;        /* taken out with 'cluster remove' */
+    char why[400];       /* why refused */
+    uint64_t seen_ms;    /* last heartbeat or reply */
+    uint64_t asked_ms;   /* when its state was asked (0 = not pending) */
+    uint64_t commit_ms;  /* when it was last sent the installed table */
+    uint32_t version;    /* its installed table version */
+    uint64_t cluster;
+} rnode_t;
+
+typedef struct {
+    uint64_t round, proposer;
+} ballot_t;
+
+struct route {
+    route_config_t cfg;
+    void *ctx, *sock; /* ROUTER: clients and heartbeats */
+    char endpoint[KV_ENDPOINT_MAX + 1];
+    uint64_t proposer;
+    rnode_t nodes[KV_NODES_MAX];
+    int n;
+    kv_ptable_t base;              /* newest installed table known */
+    char ns_sig[NS_SIG_MAX];       /* the cluster's namespaces ("" until the first node) */
+    uint64_t next_req, start_ms, backoff_until;
+    struct {
+        bool active;
+        int phase;                 /* 1 prepare, 2 accept */
+        uint64_t reqid, deadline;
+        uint64_t round;
+        kv_ptable_t want, value;
+        uint64_t acc[KV_NODES_MAX]; /* acceptor ids */
+        bool granted[KV_NODES_MAX];
+        int n_acc;
+        bool all;                  /* quorum: all of acc (version 1) or a majority */
+        ballot_t best_b;
+        kv_ptable_t best;
+    } p;
+    msgpack_sbuffer out;
+    msgpack_packer pk;
+};
+
+/* ---- messages to nodes -------------------------------------------------- */
+
+static uint64_t s_reqid(route_t *r, int kind) { return ((uint64_t) kind << 56) | (++r->next_req & 0xFFFFFFFFFFFFFFull); }
+
+/* Send {"cmd": cmd, ...} (the caller has packed the other n-1 pairs into
+ * extra) to node i. */
+static void s_send(route_t *r, rnode_t *nd, uint64_t reqid, const msgpack_sbuffer *body)
+{
+    kv_hdr_t h = {.op = KV_OP_CLUSTER, .reqid = reqid, .body_len = (uint32_t) body->size};
+    zmq_msg_t m;
+    zmq_msg_init_size(&m, KV_HDR_SIZE + body->size);
+    kv_hdr_encode(&h, zmq_msg_data(&m));
+    memcpy((uint8_t *) zmq_msg_data(&m) + KV_HDR_SIZE, body->data, body->size);
+    if (zmq_send(nd->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 || zmq_msg_send(&m, nd->sock, ZMQ_DONTWAIT) < 0)
+        zmq_msg_close(&m); /* queue full: the phase times out and is retried */
+}
+
+static void s_body(msgpack_sbuffer *sb, msgpack_packer *pk, const char *cmd, int extra)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(pk, (uint32_t) (1 + extra));
+    kv_mp_pack_cstr(pk, "cmd");
+    kv_mp_pack_cstr(pk, cmd);
+}
+
+static void s_ask_state(route_t *r, rnode_t *nd, uint64_t now)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    s_body(&sb, &pk, "state", 0);
+    s_send(r, nd, s_reqid(r, K_STATE), &sb);
+    msgpack_sbuffer_destroy(&sb);
+    s_body(&sb, &pk, "heartbeat-to", 2);
+    kv_mp_pack_cstr(&pk, "router");
+    kv_mp_pack_cstr(&pk, r->endpoint);
+    kv_mp_pack_cstr(&pk, "interval_ms");
+    msgpack_pack_uint32(&pk, r->cfg.hb_interval_ms);
+    s_send(r, nd, s_reqid(r, K_HBTO), &sb);
+    msgpack_sbuffer_destroy(&sb);
+    nd->asked_ms = now ? now : 1;
+}
+
+static void s_commit_to(route_t *r, rnode_t *nd, const kv_ptable_t *t, uint64_t now)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    s_body(&sb, &pk, "commit", 1);
+    kv_mp_pack_cstr(&pk, "table");
+    kv_ptable_pack(t, &pk);
+    s_send(r, nd, s_reqid(r, K_COMMIT), &sb);
+    msgpack_sbuffer_destroy(&sb);
+    nd->commit_ms = now;
+}
+
+static rnode_t *s_by_id(route_t *r, uint64_t id)
+{
+    for (int i = 0; id && i < r->n; i++)
+        if (r->nodes[i].id == id)
+            return &r->nodes[i];
+    return NULL;
+}
+
+static rnode_t *s_by_endpoint(route_t *r, const char *ep)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->nodes[i].endpoint, ep) == 0)
+            return &r->nodes[i];
+    return NULL;
+}
+
+/* Add a node to contact; NULL if the list is full or the endpoint bad. */
+static rnode_t *s_add_node(route_t *r, const char *ep, char *why, size_t whylen)
+{
+    rnode_t *nd = s_by_endpoint(r, ep);
+    if (nd)
+        return nd;
+    if (r->n == KV_NODES_MAX) {
+        snprintf(why, whylen, "at most %d nodes", KV_NODES_MAX);
+        return NULL;
+    }
+    if (!ep[0] || strlen(ep) > KV_ENDPOINT_MAX) {
+        snprintf(why, whylen, "node endpoint must be 1..%d bytes", KV_ENDPOINT_MAX);
+        return NULL;
+    }
+    void *sock = zmq_socket(r->ctx, ZMQ_DEALER);
+    int linger = 0, hwm = 1000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (zmq_connect(sock, ep) != 0) {
+        snprintf(why, whylen, "cannot connect to node %s: %s", ep, zmq_strerror(errno));
+        zmq_close(sock);
+        return NULL;
+    }
+    nd = &r->nodes[r->n++];
+    memset(nd, 0, sizeof *nd);
+    snprintf(nd->endpoint, sizeof nd->endpoint, "%s", ep);
+    nd->sock = sock;
+    nd->state = N_ASKING;
+    s_ask_state(r, nd, kv_mono_ms());
+    return nd;
+}
+
+/* ---- namespaces -------------------------------------------------------- */
+
+/* Canonical text of a node's "namespaces" ([[name, rf, mode], ...]),
+ * sorted by name: "name rf=N mode; ...".  0 or -1. */
+static int s_ns_sig(kv_mp_t *v, char *out, size_t cap)
+{
+    uint32_t n;
+    if (kv_mp_read_array(v, &n) != 0 || n > 32)
+        return -1;
+    char items[32][80];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t m, nl, ml;
+        const char *name, *mode;
+        int64_t rf;
+        if (kv_mp_read_array(v, &m) != 0 || m != 3 || kv_mp_read_str(v, &name, &nl) != 0 || nl > KV_NS_MAX ||
+            kv_mp_read_int(v, &rf) != 0 || kv_mp_read_str(v, &mode, &ml) != 0 || ml > 8)
+            return -1;
+        snprintf(items[i], sizeof items[i], "%.*s rf=%lld %.*s", (int) nl, name, (long long) rf, (int) ml, mode);
+    }
+    qsort(items, n, sizeof items[0], (int (*)(const void *, const void *)) strcmp);
+    out[0] = '\0';
+    for (uint32_t i = 0; i < n; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, cap - l, "%s%s", i ? "; " : "", items[i]);
+    }
+    return 0;
+}
+
+/* ---- the installed table ----------------------------------------------- */
+
+static void s_log_table(const kv_ptable_t *t, const char *how)
+{
+    char ids[KV_NODES_MAX * 18 + 1] = "";
+    for (int i = 0; i < t->n; i++) {
+        size_t l = strlen(ids);
+        snprintf(ids + l, sizeof ids - l, "%s%016" PRIx64, i ? "," : "", t->nodes[i].id);
+    }
+    kv_warn("%s table version %u (cluster %016" PRIx64 ", hash %016" PRIx64 "): nodes %s", how, t->version,
+            t->cluster, kv_ptable_hash(t), ids);
+}
+
+/* A newer installed table was seen (from a node, or chosen here). */
+static void s_learn(route_t *r, const kv_ptable_t *t, const char *how)
+{
+    if (t->version <= r->base.version)
+        return;
+    r->base = *t;
+    s_log_table(t, how);
+    for (int i = 0; i < t->n; i++) { /* contact every member, so it heartbeats here too */
+        char why[300];
+        if (!s_by_endpoint(r, t->nodes[i].endpoint) && !s_add_node(r, t->nodes[i].endpoint, why, sizeof why))
+            kv_warn("node %s of the table: %s", t->nodes[i].endpoint, why);
+    }
+}
+
+/* ---- proposals ----------------------------------------------------------- */
+
+static bool s_quorum(const route_t *r)
+{
+    int g = 0;
+    for (int i = 0; i < r->p.n_acc; i++)
+        g += r->p.granted[i];
+    return r->p.all ? g == r->p.n_acc : 2 * g > r->p.n_acc;
+}
+
+static void s_phase(route_t *r, int phase)
+{
+    uint64_t now = kv_mono_ms();
+    r->p.phase = phase;
+    r->p.reqid = s_reqid(r, phase == 1 ? K_PREPARE : K_ACCEPT);
+    r->p.deadline = now + PHASE_TIMEOUT_MS;
+    memset(r->p.granted, 0, sizeof r->p.granted);
+    for (int i = 0; i < r->p.n_acc; i++) {
+        rnode_t *nd = s_by_id(r, r->p.acc[i]);
+        if (!nd)
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        s_body(&sb, &pk, phase == 1 ? "prepare" : "accept", phase == 1 ? 2 : 3);
+        kv_mp_pack_cstr(&pk, "version");
+        msgpack_pack_uint32(&pk, r->p.want.version);
+        kv_mp_pack_cstr(&pk, "ballot");
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint64(&pk, r->p.round);
+        msgpack_pack_uint64(&pk, r->proposer);
+        if (phase == 2) {
+            kv_mp_pack_cstr(&pk, "table");
+            kv_ptable_pack(&r->p.value, &pk);
+        }
+        s_send(r, nd, r->p.reqid, &sb);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void s_abort(route_t *r, const char *why)
+{
+    if (!r->p.active)
+        return;
+    kv_warn("proposal of table version %u (round %" PRIu64 ") stopped: %s", r->p.want.version, r->p.round, why);
+    r->p.active = false;
+    r->backoff_until = kv_mono_ms() + 50 + randombytes_uniform(250); /* two routers stop colliding */
+}
+
+static void s_propose(route_t *r, const kv_ptable_t *want)
+{
+    r->p.active = true;
+    r->p.want = *want;
+    r->p.round++;
+    r->p.best_b = (ballot_t){0, 0};
+    const kv_ptable_t *acc = r->base.version ? &r->base : want;
+    r->p.all = r->base.version == 0;
+    r->p.n_acc = acc->n;
+    for (int i = 0; i < acc->n; i++)
+        r->p.acc[i] = acc->nodes[i].id;
+    kv_warn("proposing table version %u with %d node(s) (round %" PRIu64 ", %s of %d must grant)", want->version,
+            want->n, r->p.round, r->p.all ? "all" : "a majority", acc->n);
+    s_phase(r, 1);
+}
+
+/* A prepare or accept reply from node nd. */
+static void s_vote(route_t *r, rnode_t *nd, const uint8_t *body, size_t len, int kind)
+{
+    kv_mp_t v = kv_mp(body, len);
+    uint32_t n;
+    bool granted = false, have_granted = false;
+    ballot_t promised = {0, 0}, acc_b = {0, 0};
+    kv_ptable_t *t = malloc(sizeof *t), *acc = malloc(sizeof *acc);
+    char why[300];
+    if (!t || !acc || kv_mp_read_map(&v, &n) != 0)
+        goto out;
+    kv_ptable_init(t);
+    kv_ptable_init(acc);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (kv_mp_read_str(&v, &k, &kl) != 0)
+            goto out;
+#define KEY(x) (kl == strlen(x) && memcmp(k, x, kl) == 0)
+        int64_t a, b;
+        uint32_t m;
+        if (KEY("granted")) {
+            if (kv_mp_read_bool(&v, &granted) != 0)
+                goto out;
+            have_granted = true;
+        } else if (KEY("promised") || KEY("accepted_ballot")) {
+            if (kv_mp_read_array(&v, &m) != 0 || m != 2 || kv_mp_read_int(&v, &a) != 0 || kv_mp_read_int(&v, &b) != 0)
+                goto out;
+            ballot_t *dst = KEY("promised") ? &promised : &acc_b;
+            *dst = (ballot_t){(uint64_t) a, (uint64_t) b};
+        } else if (KEY("table")) {
+            if (kv_ptable_unpack(t, &v, why, sizeof why) != 0)
+                goto out;
+        } else if (KEY("accepted") && kv_mp_type(&v) != KV_MP_NIL) {
+            if (kv_ptable_unpack(acc, &v, why, sizeof why) != 0)
+                goto out;
+        } else if (kv_mp_skip(&v) != 0)
+            goto out;
+#undef KEY
+    }
+    if (!have_granted)
+        goto out;
+    if (t->version > r->base.version)
+        s_learn(r, t, "learned");
+    if (t->version >= r->p.want.version) {
+        s_abort(r, "that version is installed already");
+        goto out;
+    }
+    int at = -1;
+    for (int i = 0; i < r->p.n_acc; i++)
+        if (r->p.acc[i] == nd->id)
+            at = i;
+    if (at < 0)
+        goto out;
+    if (!granted) {
+        if (promised.round > r->p.round)
+            r->p.round = promised.round;
+        s_abort(r, "a node promised a higher ballot (another router is proposing)");
+        goto out;
+    }
+    r->p.granted[at] = true;
+    if (kind == K_PREPARE && acc_b.round &&
+        (acc_b.round > r->p.best_b.round || (acc_b.round == r->p.best_b.round && acc_b.proposer > r->p.best_b.proposer)) &&
+        acc->version == r->p.want.version) {
+        r->p.best_b = acc_b;
+        r->p.best = *acc;
+    }
+    if (!s_quorum(r))
+        goto out;
+    if (r->p.phase == 1) {
+        r->p.value = r->p.best_b.round ? r->p.best : r->p.want;
+        s_phase(r, 2);
+    } else {
+        r->p.active = false;
+        kv_ptable_t chosen = r->p.value;
+        s_learn(r, &chosen, "chose");
+        uint64_t now = kv_mono_ms();
+        for (int i = 0; i < r->n; i++)
+            if (r->nodes[i].state != N_REFUSED)
+                s_commit_to(r, &r->nodes[i], &chosen, now);
+    }
+out:
+    free(t);
+    free(acc);
+}
+
+/* ---- replies from nodes and heartbeats ------------------------------------ */
+
+static void s_refuse(rnode_t *nd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_refuse(rnode_t *nd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(nd->why, sizeof nd->why, fmt, ap);
+    va_end(ap);
+    if (nd->state != N_REFUSED)
+        kv_warn("node %s refused: %s", nd->endpoint, nd->why);
+    nd->state = N_REFUSED;
+}
+
+/* What a node says of itself (state reply or heartbeat): check it against
+ * the cluster and note it alive. */
+static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len, bool is_state)
+{
+    kv_mp_t v = kv_mp(body, len);
+    uint32_t n;
+    int64_t id = 0, version = -1, cluster = 0;
+    char sig[NS_SIG_MAX] = "";
+    bool have_sig = false;
+    kv_ptable_t *t = malloc(sizeof *t);
+    char why[300];
+    if (!t)
+        return;
+    kv_ptable_init(t);
+    if (kv_mp_read_map(&v, &n) != 0)
+        goto bad;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (kv_mp_read_str(&v, &k, &kl) != 0)
+            goto bad;
+#define KEY(x) (kl == strlen(x) && memcmp(k, x, kl) == 0)
+        if (KEY("node")) {
+            if (kv_mp_read_int(&v, &id) != 0 || id <= 0)
+                goto bad;
+        } else if (KEY("version")) {
+            if (kv_mp_read_int(&v, &version) != 0 || version < 0 || version > UINT32_MAX)
+                goto bad;
+        } else if (KEY("cluster")) {
+            if (kv_mp_read_int(&v, &cluster) != 0)
+                goto bad;
+        } else if (KEY("namespaces")) {
+            if (s_ns_sig(&v, sig, sizeof sig) != 0)
+                goto bad;
+            have_sig = true;
+        } else if (KEY("table")) {
+            if (kv_ptable_unpack(t, &v, why, sizeof why) != 0)
+                goto bad;
+        } else if (kv_mp_skip(&v) != 0)
+            goto bad;
+#undef KEY
+    }
+    if (id <= 0 || version < 0 || !have_sig)
+        goto bad;
+    rnode_t *other = s_by_id(r, (uint64_t) id);
+    if (other && other != nd) {
+        s_refuse(nd, "node id %016" PRIx64 " is already in use by %s", (uint64_t) id, other->endpoint);
+        goto out;
+    }
+    nd->id = (uint64_t) id;
+    nd->version = (uint32_t) version;
+    nd->cluster = (uint64_t) cluster;
+    if (r->base.version && cluster && (uint64_t) cluster != r->base.cluster) {
+        s_refuse(nd, "it belongs to cluster %016" PRIx64 ", this cluster is %016" PRIx64, (uint64_t) cluster,
+                 r->base.cluster);
+        goto out;
+    }
+    if (!r->ns_sig[0])
+        snprintf(r->ns_sig, sizeof r->ns_sig, "%s", sig);
+    else if (strcmp(sig, r->ns_sig) != 0) {
+        s_refuse(nd, "its namespaces differ from the cluster's: it has '%s', the cluster has '%s'", sig, r->ns_sig);
+        goto out;
+    }
+    if (is_state && t->version > r->base.version)
+        s_learn(r, t, "learned");
+    uint64_t now = kv_mono_ms();
+    nd->seen_ms = now;
+    nd->asked_ms = 0;
+    if (nd->state != N_UP) {
+        kv_warn("node %016" PRIx64 " at %s is up (table version %u)", nd->id, nd->endpoint, nd->version);
+        nd->state = N_UP;
+    }
+    /* it lags: send it the installed table; it is ahead: ask for its table */
+    if (nd->version < r->base.version && now >= nd->commit_ms + r->cfg.hb_interval_ms && !nd->removed)
+        s_commit_to(r, nd, &r->base, now);
+    else if (nd->version > r->base.version && !nd->asked_ms)
+        s_ask_state(r, nd, now);
+    goto out;
+bad:
+    s_refuse(nd, "it answered something that is not a kvnode's cluster state (is it a kvnode?)");
+out:
+    free(t);
+}
+
+/* Receive one whole multipart message from sock without waiting for its
+ * start: keeps its first max parts in f (the rest are dropped) and
+ * returns how many parts it had, or 0 if none was ready. */
+static int s_recv_parts(void *sock, zmq_msg_t *f, int max)
+{
+    int nf = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (nf < max) {
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf], &m);
+        }
+        nf++;
+        zmq_msg_close(&m);
+    }
+    return nf;
+}
+
+/* A message on a node's DEALER: replies to state, prepare, accept, commit. */
+static void s_from_node(route_t *r, rnode_t *nd)
+{
+    for (;;) {
+        zmq_msg_t f[2];
+        int parts = s_recv_parts(nd->sock, f, 2), nf = parts < 2 ? parts : 2;
+        if (parts == 0)
+            return;
+        if (parts == 2 && zmq_msg_size(&f[0]) == 0) {
+            const uint8_t *frame = zmq_msg_data(&f[1]), *body;
+            size_t len = zmq_msg_size(&f[1]), off = 0;
+            kv_hdr_t h;
+            char why[200];
+            while (kv_frame_next(frame, len, &off, &h, &body, why, sizeof why) == KV_OK) {
+                int kind = (int) (h.reqid >> 56);
+                if (h.status != KV_OK) {
+                    kv_mp_t ev;
+                    const char *e = "";
+                    uint32_t el = 0;
+                    if (kv_body_get(body, h.body_len, "error", &ev) == 0)
+                        kv_mp_read_str(&ev, &e, &el);
+                    if (kind == K_STATE || kind == K_HBTO)
+                        s_refuse(nd, "it answered %s: %.*s", kv_err_name(h.status), (int) el, e);
+                    else
+                        kv_warn("node %s: %s: %.*s", nd->endpoint, kv_err_name(h.status), (int) el, e);
+                    continue;
+                }
+                if (kind == K_STATE)
+                    s_node_says(r, nd, body, h.body_len, true);
+                else if ((kind == K_PREPARE || kind == K_ACCEPT) && r->p.active && h.reqid == r->p.reqid)
+                    s_vote(r, nd, body, h.body_len, kind);
+            }
+        } else
+            s_refuse(nd, "it answered something that is not a kvstore reply (is it a kvnode?)");
+        for (int i = 0; i < nf; i++)
+            zmq_msg_close(&f[i]);
+    }
+}
+
+/* ---- client requests ----------------------------------------------------- */
+
+static void s_reply_error(route_t *r, kv_hdr_t *h, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void s_reply_error(route_t *r, kv_hdr_t *h, int code, const char *fmt, ...)
+{
+    char why[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    h->status = (uint16_t) code;
+    msgpack_pack_map(&r->pk, 1);
+    kv_mp_pack_cstr(&r->pk, "error");
+    kv_mp_pack_cstr(&r->pk, why);
+}
+
+static void s_pack_id(msgpack_packer *pk, uint64_t id)
+{
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016" PRIx64, id);
+    kv_mp_pack_cstr(pk, hex);
+}
+
+static void s_info_cluster(route_t *r)
+{
+    msgpack_packer *pk = &r->pk;
+    const kv_ptable_t *t = &r->base;
+    uint8_t (*rows)[KV_RF_MAX] = calloc(KV_PARTITIONS, sizeof *rows);
+    int masters[KV_NODES_MAX] = {0}, replicas[KV_NODES_MAX] = {0};
+    int rf = 2;
+    const char *p = strstr(r->ns_sig, " rf=");
+    if (p)
+        rf = atoi(p + 4); /* the first namespace's */
+    if (rows && t->version) {
+        kv_ptable_rows(t, rows);
+        int copies = rf < t->n ? rf : t->n;
+        for (int q = 0; q < KV_PARTITIONS; q++)
+            for (int k = 0; k < copies; k++)
+                (k == 0 ? masters : replicas)[rows[q][k]]++;
+    }
+    free(rows);
+    msgpack_pack_map(pk, 6);
+    kv_mp_pack_cstr(pk, "cluster");
+    s_pack_id(pk, t->cluster);
+    kv_mp_pack_cstr(pk, "version");
+    msgpack_pack_uint32(pk, t->version);
+    kv_mp_pack_cstr(pk, "router");
+    kv_mp_pack_cstr(pk, r->endpoint);
+    kv_mp_pack_cstr(pk, "namespaces");
+    kv_mp_pack_cstr(pk, r->ns_sig);
+    kv_mp_pack_cstr(pk, "proposing");
+    if (r->p.active)
+        msgpack_pack_uint32(pk, r->p.want.version);
+    else
+        msgpack_pack_nil(pk);
+    kv_mp_pack_cstr(pk, "nodes");
+    msgpack_pack_array(pk, (uint32_t) r->n);
+    for (int i = 0; i < r->n; i++) {
+        const rnode_t *nd = &r->nodes[i];
+        int at = kv_ptable_find(t, nd->id);
+        msgpack_pack_map(pk, nd->state == N_REFUSED ? 7 : 6);
+        kv_mp_pack_cstr(pk, "id");
+        s_pack_id(pk, nd->id);
+        kv_mp_pack_cstr(pk, "endpoint");
+        kv_mp_pack_cstr(pk, nd->endpoint);
+        kv_mp_pack_cstr(pk, "state");
+        kv_mp_pack_cstr(pk, nd->removed ? "removed" : s_state_names[nd->state]);
+        kv_mp_pack_cstr(pk, "table_version");
+        msgpack_pack_uint32(pk, nd->version);
+        kv_mp_pack_cstr(pk, "masters");
+        msgpack_pack_int(pk, at >= 0 ? masters[at] : 0);
+        kv_mp_pack_cstr(pk, "replicas");
+        msgpack_pack_int(pk, at >= 0 ? replicas[at] : 0);
+        if (nd->state == N_REFUSED) {
+            kv_mp_pack_cstr(pk, "why");
+            kv_mp_pack_cstr(pk, nd->why);
+        }
+    }
+}
+
+static void s_info_partitions(route_t *r)
+{
+    msgpack_packer *pk = &r->pk;
+    const kv_ptable_t *t = &r->base;
+    uint8_t (*rows)[KV_RF_MAX] = calloc(KV_PARTITIONS, sizeof *rows);
+    int copies = t->n < KV_RF_MAX ? t->n : KV_RF_MAX;
+    const char *p = strstr(r->ns_sig, " rf=");
+    if (p && atoi(p + 4) < copies)
+        copies = atoi(p + 4);
+    if (rows && t->version)
+        kv_ptable_rows(t, rows);
+    msgpack_pack_map(pk, 2);
+    kv_mp_pack_cstr(pk, "version");
+    msgpack_pack_uint32(pk, t->version);
+    kv_mp_pack_cstr(pk, "partitions");
+    msgpack_pack_array(pk, t->version && rows ? KV_PARTITIONS : 0);
+    for (int q = 0; t->version && rows && q < KV_PARTITIONS; q++) {
+        msgpack_pack_array(pk, (uint32_t) copies);
+        for (int k = 0; k < copies; k++)
+            s_pack_id(pk, t->nodes[rows[q][k]].id);
+    }
+    free(rows);
+}
+
+static int s_parse_id(const char *s, uint32_t len, uint64_t *id)
+{
+    char buf[17];
+    if (len != 16)
+        return -1;
+    memcpy(buf, s, 16);
+    buf[16] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 16);
+    if (errno || *end || v == 0)
+        return -1;
+    *id = v;
+    return 0;
+}
+
+static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
+{
+    kv_mp_t v;
+    const char *cmd = "", *arg = "";
+    uint32_t cl = 0, al = 0;
+    if (kv_body_get(body, len, "cmd", &v) == 0)
+        kv_mp_read_str(&v, &cmd, &cl);
+    if (cl == 9 && memcmp(cmd, "heartbeat", 9) == 0) {
+        /* from a node: find it by id, else by endpoint, else learn it */
+        int64_t id = 0;
+        const char *ep = "";
+        uint32_t el = 0;
+        if (kv_body_get(body, len, "node", &v) == 0)
+            kv_mp_read_int(&v, &id);
+        if (kv_body_get(body, len, "endpoint", &v) == 0)
+            kv_mp_read_str(&v, &ep, &el);
+        rnode_t *nd = s_by_id(r, (uint64_t) id);
+        char epz[KV_ENDPOINT_MAX + 1];
+        snprintf(epz, sizeof epz, "%.*s", (int) (el > KV_ENDPOINT_MAX ? KV_ENDPOINT_MAX : el), ep);
+        if (!nd && el)
+            nd = s_by_endpoint(r, epz);
+        if (!nd && el) {
+            char why[300];
+            if (!(nd = s_add_node(r, epz, why, sizeof why)))
+                kv_warn("heartbeat from %s: %s", epz, why);
+            return; /* its state reply admits it */
+        }
+        if (nd && nd->state != N_REFUSED && nd->id)
+            s_node_says(r, nd, body, len, false);
+        return;
+    }
+    if (kv_body_get(body, len, "arg", &v) == 0)
+        kv_mp_read_str(&v, &arg, &al);
+    if (cl == 3 && memcmp(cmd, "add", 3) == 0) {
+        char ep[KV_ENDPOINT_MAX + 1], why[300];
+        if (al == 0 || al > KV_ENDPOINT_MAX)
+            return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster add: expected a node endpoint");
+        snprintf(ep, sizeof ep, "%.*s", (int) al, arg);
+        rnode_t *nd = s_by_endpoint(r, ep);
+        if (nd) {
+            nd->removed = false;
+            if (nd->state == N_REFUSED || nd->state == N_GONE) {
+                nd->state = N_ASKING;
+                s_ask_state(r, nd, kv_mono_ms());
+            }
+        } else if (!(nd = s_add_node(r, ep, why, sizeof why)))
+            return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster add %s: %s", ep, why);
+        msgpack_pack_map(&r->pk, 1);
+        kv_mp_pack_cstr(&r->pk, "added");
+        kv_mp_pack_cstr(&r->pk, ep);
+    } else if (cl == 6 && memcmp(cmd, "remove", 6) == 0) {
+        uint64_t id;
+        if (s_parse_id(arg, al, &id) != 0)
+            return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster remove: '%.*s' is not a node id (16 hex digits)",
+                                 (int) (al > 32 ? 32 : al), arg);
+        rnode_t *nd = s_by_id(r, id);
+        if (!nd)
+            return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster remove: no node %016" PRIx64 " in this cluster",
+                                 id);
+        nd->removed = true;
+        kv_warn("node %016" PRIx64 " at %s removed by request", id, nd->endpoint);
+        msgpack_pack_map(&r->pk, 1);
+        kv_mp_pack_cstr(&r->pk, "removed");
+        s_pack_id(&r->pk, id);
+    } else
+        s_reply_error(r, h, KV_ERR_BAD_REQUEST, "unknown cluster command '%.*s' (add ENDPOINT, remove NODE)",
+                      (int) (cl > 32 ? 32 : cl), cmd);
+}
+
+/* One client message: answer each request of its frame. */
+static void s_from_client(route_t *r)
+{
+    zmq_msg_t f[16];
+    int parts = s_recv_parts(r->sock, f, 16), nf = parts < 16 ? parts : 16;
+    if (parts == 0)
+        return;
+    int d = 0;
+    while (d < nf && zmq_msg_size(&f[d]) != 0)
+        d++;
+    if (d + 2 == parts) {
+        msgpack_sbuffer_clear(&r->out);
+        const uint8_t *frame = zmq_msg_data(&f[d + 1]), *body;
+        size_t len = zmq_msg_size(&f[d + 1]), off = 0;
+        kv_hdr_t h;
+        char why[200];
+        int rc;
+        while ((rc = kv_frame_next(frame, len, &off, &h, &body, why, sizeof why)) != -1) {
+            size_t start = r->out.size;
+            static const uint8_t room[KV_HDR_SIZE];
+            msgpack_sbuffer_write(&r->out, (const char *) room, sizeof room);
+            kv_hdr_t rh = h;
+            rh.status = KV_OK;
+            rh.table_version = r->base.version;
+            bool quiet = false;
+            if (rc != KV_OK)
+                s_reply_error(r, &rh, rc, "%s", why);
+            else if (h.op == KV_OP_PING) {
+                msgpack_pack_map(&r->pk, 0);
+            } else if (h.op == KV_OP_INFO) {
+                kv_mp_t v;
+                const char *w = "";
+                uint32_t wl = 0;
+                if (kv_body_get(body, h.body_len, "what", &v) == 0)
+                    kv_mp_read_str(&v, &w, &wl);
+                if (wl == 0 || (wl == 7 && memcmp(w, "cluster", 7) == 0))
+                    s_info_cluster(r);
+                else if (wl == 10 && memcmp(w, "partitions", 10) == 0)
+                    s_info_partitions(r);
+                else
+                    s_reply_error(r, &rh, KV_ERR_BAD_REQUEST, "unknown info '%.*s' for a router (cluster, partitions)",
+                                  (int) (wl > 64 ? 64 : wl), w);
+            } else if (h.op == KV_OP_CLUSTER) {
+                kv_mp_t v;
+                const char *c = "";
+                uint32_t l = 0;
+                if (kv_body_get(body, h.body_len, "cmd", &v) == 0)
+                    kv_mp_read_str(&v, &c, &l);
+                quiet = l == 9 && memcmp(c, "heartbeat", 9) == 0;
+                s_admin(r, &rh, body, h.body_len);
+            } else
+                s_reply_error(r, &rh, KV_ERR_UNSUPPORTED,
+                              "kvroute does not route record requests yet: send them to the nodes (op %s)",
+                              kv_op_name(h.op) ? kv_op_name(h.op) : "unknown");
+            if (quiet) {
+                r->out.size = start; /* heartbeats are not answered */
+                continue;
+            }
+            rh.body_len = (uint32_t) (r->out.size - start - KV_HDR_SIZE);
+            kv_hdr_encode(&rh, (uint8_t *) r->out.data + start);
+            if (rc != KV_OK)
+                break;
+        }
+        if (r->out.size) {
+            for (int i = 0; i <= d; i++)
+                zmq_send(r->sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(r->sock, r->out.data, r->out.size, ZMQ_DONTWAIT);
+        }
+    }
+    for (int i = 0; i < nf; i++)
+        zmq_msg_close(&f[i]);
+}
+
+/* ---- membership -------------------------------------------------------- */
+
+static void s_tick(route_t *r)
+{
+    uint64_t now = kv_mono_ms(), timeout = (uint64_t) r->cfg.hb_interval_ms * r->cfg.hb_misses;
+    bool settling = false;
+    for (int i = 0; i < r->n; i++) {
+        rnode_t *nd = &r->nodes[i];
+        if (nd->state == N_UP && now > nd->seen_ms + timeout) {
+            nd->state = N_GONE;
+            kv_warn("node %016" PRIx64 " at %s is gone (no heartbeat for %" PRIu64 " ms)", nd->id, nd->endpoint,
+                    now - nd->seen_ms);
+        }
+        if (nd->state == N_ASKING && nd->asked_ms && now > nd->asked_ms + ASK_TIMEOUT_MS) {
+            kv_warn("node %s: no answer within %d ms (is it a running kvnode?); asking again", nd->endpoint,
+                    ASK_TIMEOUT_MS);
+            s_ask_state(r, nd, now);
+        }
+        if ((nd->state == N_GONE || nd->state == N_REFUSED) && now > nd->asked_ms + ASK_TIMEOUT_MS)
+            s_ask_state(r, nd, now); /* it may come back (or be fixed) */
+        settling |= nd->state == N_ASKING && now < r->start_ms + 2 * timeout;
+    }
+    if (r->p.active) {
+        if (now >= r->p.deadline)
+            s_abort(r, r->p.phase == 1 ? "too few nodes granted the prepare in time"
+                                       : "too few nodes accepted in time");
+        return;
+    }
+    if (settling || now < r->backoff_until)
+        return;
+    kv_ptable_t *want = malloc(sizeof *want);
+    if (!want)
+        return;
+    kv_ptable_init(want);
+    for (int i = 0; i < r->n; i++)
+        if (r->nodes[i].state == N_UP && !r->nodes[i].removed)
+            kv_ptable_add(want, r->nodes[i].id, r->nodes[i].endpoint);
+    bool same = want->n == r->base.n;
+    for (int i = 0; same && i < want->n; i++)
+        same = want->nodes[i].id == r->base.nodes[i].id &&
+               strcmp(want->nodes[i].endpoint, r->base.nodes[i].endpoint) == 0;
+    if (!same && want->n > 0) {
+        want->version = r->base.version + 1;
+        want->cluster = r->base.cluster;
+        while (!want->cluster) {
+            randombytes_buf(&want->cluster, sizeof want->cluster);
+            want->cluster &= INT64_MAX;
+        }
+        s_propose(r, want);
+    }
+    free(want);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+route_t *route_new(const route_config_t *cfg, char *why, size_t whylen)
+{
+    route_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    r->cfg = *cfg;
+    kv_ptable_init(&r->base);
+    while (!r->proposer) {
+        randombytes_buf(&r->proposer, sizeof r->proposer);
+        r->proposer &= INT64_MAX;
+    }
+    msgpack_sbuffer_init(&r->out);
+    msgpack_packer_init(&r->pk, &r->out, msgpack_sbuffer_write);
+    r->ctx = zmq_ctx_new();
+    r->sock = zmq_socket(r->ctx, ZMQ_ROUTER);
+    int linger = 0, maxmsg = KV_FRAME_MAX + 4096;
+    int64_t max = maxmsg;
+    zmq_setsockopt(r->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(r->sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (zmq_bind(r->sock, cfg->listen) != 0) {
+        snprintf(why, whylen, "cannot listen on %s: %s", cfg->listen, zmq_strerror(errno));
+        route_destroy(&r);
+        return NULL;
+    }
+    size_t len = sizeof r->endpoint;
+    zmq_getsockopt(r->sock, ZMQ_LAST_ENDPOINT, r->endpoint, &len);
+    r->start_ms = kv_mono_ms();
+    for (int i = 0; i < cfg->n_nodes; i++)
+        if (!s_add_node(r, cfg->nodes[i], why, whylen)) {
+            route_destroy(&r);
+            return NULL;
+        }
+    return r;
+}
+
+void route_destroy(route_t **self_p)
+{
+    route_t *r = *self_p;
+    if (!r)
+        return;
+    for (int i = 0; i < r->n; i++)
+        zmq_close(r->nodes[i].sock);
+    if (r->sock)
+        zmq_close(r->sock);
+    zmq_ctx_term(r->ctx);
+    msgpack_sbuffer_destroy(&r->out);
+    free(r);
+    *self_p = NULL;
+}
+
+const char *route_endpoint(const route_t *r) { return r->endpoint; }
+
+void route_run(route_t *r, volatile int *stop)
+{
+    zmq_pollitem_t items[1 + KV_NODES_MAX];
+    uint64_t next_tick = 0;
+    while (!*stop) {
+        items[0] = (zmq_pollitem_t){r->sock, 0, ZMQ_POLLIN, 0};
+        int n = r->n;
+        for (int i = 0; i < n; i++)
+            items[1 + i] = (zmq_pollitem_t){r->nodes[i].sock, 0, ZMQ_POLLIN, 0};
+        uint64_t now = kv_mono_ms();
+        long wait = now >= next_tick ? 0 : (long) (next_tick - now);
+        int rc = zmq_poll(items, 1 + n, wait);
+        if (rc < 0 && errno != EINTR)
+            break;
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 1024; k++) {
+                int ev = 0;
+                size_t sz = sizeof ev;
+                if (zmq_getsockopt(r->sock, ZMQ_EVENTS, &ev, &sz) != 0 || !(ev & ZMQ_POLLIN))
+                    break;
+                s_from_client(r);
+            }
+        for (int i = 0; rc > 0 && i < n; i++)
+            if (items[1 + i].revents & ZMQ_POLLIN)
+                s_from_node(r, &r->nodes[i]);
+        if (kv_mono_ms() >= next_tick) {
+            s_tick(r);
+            next_tick = kv_mono_ms() + (r->cfg.hb_interval_ms / 3 ? r->cfg.hb_interval_ms / 3 : 1);
+        }
+    }
+}
