@@ -380,11 +380,16 @@ void kv_reply_close(kv_reply_t *rep)
 
 const char *kv_reply_error(kv_reply_t *rep, char *buf, size_t len)
 {
+    return kv_body_error(kv_reply_data(rep), kv_reply_size(rep), buf, len);
+}
+
+const char *kv_body_error(const uint8_t *body, size_t blen, char *buf, size_t len)
+{
     kv_mp_t v;
     const char *s;
     uint32_t n;
     buf[0] = '\0';
-    if (kv_body_get(kv_reply_data(rep), kv_reply_size(rep), "error", &v) == 0 && kv_mp_read_str(&v, &s, &n) == 0)
+    if (kv_body_get(body, blen, "error", &v) == 0 && kv_mp_read_str(&v, &s, &n) == 0)
         snprintf(buf, len, "%.*s", (int) n, s);
     return buf;
 }
@@ -409,6 +414,30 @@ int kv_body_get(const uint8_t *body, size_t len, const char *key, kv_mp_t *val)
             return -1;
     }
     return -1;
+}
+
+/* Receive one whole multipart message from sock without waiting for its
+ * start: keeps its first max parts in f (the rest are dropped) and
+ * returns how many parts it had, or 0 if none was ready. */
+int kv_recv_parts(void *sock, zmq_msg_t *f, int max)
+{
+    int nf = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (nf < max) {
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf], &m);
+        }
+        nf++;
+        zmq_msg_close(&m);
+    }
+    return nf;
 }
 
 void kv_client_test(bool verbose)

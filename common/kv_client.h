@@ -67,10 +67,18 @@ static inline const uint8_t *kv_reply_data(kv_reply_t *rep) { return (const uint
 static inline size_t kv_reply_size(kv_reply_t *rep) { return rep->len; }
 /* The error text of an error reply ("" if none). Copies into buf. */
 const char *kv_reply_error(kv_reply_t *rep, char *buf, size_t len);
+/* The same for a reply body read from a frame. */
+const char *kv_body_error(const uint8_t *body, size_t blen, char *buf, size_t len);
 
 /* Find key in a body map; positions val at its value (val->end is the end
  * of the body).  0 if found, -1 if absent or the body is malformed. */
 int kv_body_get(const uint8_t *body, size_t len, const char *key, kv_mp_t *val);
+
+/* Receive one whole multipart message from a socket without waiting for
+ * its start: its first max parts go to f (initialised; the caller closes
+ * them), the rest are dropped.  Returns how many parts it had, 0 if none
+ * was ready. */
+int kv_recv_parts(void *sock, zmq_msg_t *f, int max);
 
 void kv_client_test(bool verbose);
 

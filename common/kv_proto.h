@@ -68,7 +68,8 @@ typedef enum {
     KV_OP_INFO = 9,
     KV_OP_PING = 10,
     KV_OP_CLUSTER = 11, /* membership and partition table (kvroute <-> kvnode) */
-    KV_OP_MAX_ = 12
+    KV_OP_REPLICA = 12, /* a master's write to a replica (kvnode <-> kvnode) */
+    KV_OP_MAX_ = 13
 } kv_op_t;
 
 /* Header flags. */

@@ -38,6 +38,8 @@ static void s_top(const kv_ptable_t *t, uint16_t pid, int *out, int k)
     int m = 0;
     assert(k >= 1 && k <= t->n && t->n <= KV_NODES_MAX);
     for (int i = 0; i < t->n; i++) {
+        if (t->nodes[i].filling)
+            continue;
         uint64_t wi = s_weight(t->nodes[i].id, pid), id = t->nodes[i].id;
         if (m == k && !s_before(wi, id, w[m - 1], t->nodes[out[m - 1]].id))
             continue;
@@ -102,9 +104,18 @@ int kv_ptable_find(const kv_ptable_t *t, uint64_t id)
     return i < t->n && t->nodes[i].id == id ? i : -1;
 }
 
+/* Members that are in rows (not filling). */
+static int s_ranked(const kv_ptable_t *t)
+{
+    int n = 0;
+    for (int i = 0; i < t->n; i++)
+        n += !t->nodes[i].filling;
+    return n;
+}
+
 int kv_ptable_row(const kv_ptable_t *t, uint16_t pid, int *out, int max)
 {
-    int k = t->n < max ? t->n : max;
+    int ranked = s_ranked(t), k = ranked < max ? ranked : max;
     if (k <= 0)
         return 0;
     s_top(t, pid, out, k);
@@ -113,7 +124,7 @@ int kv_ptable_row(const kv_ptable_t *t, uint16_t pid, int *out, int max)
 
 void kv_ptable_rows(const kv_ptable_t *t, uint8_t rows[][KV_RF_MAX])
 {
-    int k = t->n < KV_RF_MAX ? t->n : KV_RF_MAX, top[KV_RF_MAX];
+    int ranked = s_ranked(t), k = ranked < KV_RF_MAX ? ranked : KV_RF_MAX, top[KV_RF_MAX];
     for (int p = 0; p < KV_PARTITIONS; p++) {
         memset(rows[p], UINT8_MAX, KV_RF_MAX);
         if (k > 0)
@@ -128,7 +139,8 @@ bool kv_ptable_same(const kv_ptable_t *a, const kv_ptable_t *b)
     if (a->cluster != b->cluster || a->version != b->version || a->n != b->n)
         return false;
     for (int i = 0; i < a->n; i++)
-        if (a->nodes[i].id != b->nodes[i].id || strcmp(a->nodes[i].endpoint, b->nodes[i].endpoint) != 0)
+        if (a->nodes[i].id != b->nodes[i].id || strcmp(a->nodes[i].endpoint, b->nodes[i].endpoint) != 0 ||
+            a->nodes[i].filling != b->nodes[i].filling)
             return false;
     return true;
 }
@@ -141,7 +153,12 @@ uint64_t kv_ptable_hash(const kv_ptable_t *t)
     crypto_generichash_init(&st, NULL, 0, sizeof out);
     kv_put64(b, t->cluster);
     kv_put32(b + 8, t->version);
-    kv_put32(b + 12, (uint32_t) t->n);
+    /* the top bit of n says a bitmap of filling members follows the nodes
+     * (absent when none is filling, so such tables hash as before) */
+    uint64_t filling = 0;
+    for (int i = 0; i < t->n; i++)
+        filling |= (uint64_t) t->nodes[i].filling << i;
+    kv_put32(b + 12, (uint32_t) t->n | (filling ? 0x80000000u : 0));
     crypto_generichash_update(&st, b, 16);
     for (int i = 0; i < t->n; i++) {
         size_t len = strnlen(t->nodes[i].endpoint, KV_ENDPOINT_MAX);
@@ -149,6 +166,10 @@ uint64_t kv_ptable_hash(const kv_ptable_t *t)
         b[8] = (uint8_t) len;
         crypto_generichash_update(&st, b, 9);
         crypto_generichash_update(&st, (const uint8_t *) t->nodes[i].endpoint, len);
+    }
+    if (filling) {
+        kv_put64(b, filling);
+        crypto_generichash_update(&st, b, 8);
     }
     crypto_generichash_final(&st, out, sizeof out);
     return kv_get64(out);
@@ -169,8 +190,8 @@ int kv_ptable_pack(const kv_ptable_t *t, msgpack_packer *pk)
         || msgpack_pack_array(pk, (size_t) t->n) != 0)
         return -1;
     for (int i = 0; i < t->n; i++)
-        if (msgpack_pack_array(pk, 2) != 0 || msgpack_pack_uint64(pk, t->nodes[i].id) != 0
-            || s_pack_str(pk, t->nodes[i].endpoint) != 0)
+        if (msgpack_pack_array(pk, t->nodes[i].filling ? 3 : 2) != 0 || msgpack_pack_uint64(pk, t->nodes[i].id) != 0
+            || s_pack_str(pk, t->nodes[i].endpoint) != 0 || (t->nodes[i].filling && msgpack_pack_true(pk) != 0))
             return -1;
     return 0;
 }
@@ -238,9 +259,10 @@ static int s_read_nodes(kv_mp_t *r, kv_ptable_t *t, char *why, size_t whylen)
         if (kv_mp_read_array(r, &two) != 0)
             return s_fail(why, whylen, "table: node %" PRIu32 " %s", no,
                           s_why(r, KV_MP_ARRAY, "is not an [id, endpoint] array"));
-        if (two != 2)
-            return s_fail(why, whylen, "table: node %" PRIu32 " is an array of %" PRIu32 ", not [id, endpoint]", no,
-                          two);
+        if (two != 2 && two != 3)
+            return s_fail(why, whylen,
+                          "table: node %" PRIu32 " is an array of %" PRIu32 ", not [id, endpoint] or [id, endpoint, filling]",
+                          no, two);
         if (s_read_uint(r, &id, &err) != 0)
             return s_fail(why, whylen, "table: node %" PRIu32 ": id %s", no, err);
         if (id == 0)
@@ -261,9 +283,13 @@ static int s_read_nodes(kv_mp_t *r, kv_ptable_t *t, char *why, size_t whylen)
                           KV_ENDPOINT_MAX, len);
         if (memchr(ep, '\0', len))
             return s_fail(why, whylen, "table: node %" PRIu32 ": endpoint contains a NUL byte", no);
+        bool filling = false;
+        if (two == 3 && kv_mp_read_bool(r, &filling) != 0)
+            return s_fail(why, whylen, "table: node %" PRIu32 ": filling %s", no, s_why(r, KV_MP_BOOL, "is not a boolean"));
         t->nodes[i].id = id;
         memcpy(t->nodes[i].endpoint, ep, len);
         t->nodes[i].endpoint[len] = '\0';
+        t->nodes[i].filling = filling;
         t->n = (int) no;
     }
     return 0;
@@ -741,7 +767,7 @@ void kv_ptable_test(bool verbose)
         {V_VERSION_BIG, "table: version 4294967296 does not fit in 32 bits"},
         {V_NODES_MAP, "table: 'nodes' is not an array"},
         {V_NODE_STR, "table: node 2 is not an [id, endpoint] array"},
-        {V_NODE_THREE, "table: node 2 is an array of 3"},
+        {V_NODE_THREE, "table: node 2: filling is not a boolean"},
         {V_ID_STR, "table: node 2: id is not an unsigned integer"},
         {V_ID_ZERO, "table: node 2: id is 0"},
         {V_ID_DUP, "table: node 2: duplicate id 10"},
@@ -833,6 +859,36 @@ void kv_ptable_test(bool verbose)
     }
     if (verbose)
         printf("# garbage: %d accepted as valid tables, %d refused\n", accepted, refused);
+    /* a filling member is in no row; the others keep their order */
+    kv_ptable_init(&t);
+    t.cluster = 7;
+    t.version = 2;
+    for (uint64_t id = 1; id <= 4; id++)
+        assert(kv_ptable_add(&t, id * 1000, "tcp://127.0.0.1:1") == 0);
+    u = t;
+    u.nodes[2].filling = true;
+    assert(!kv_ptable_same(&t, &u) && kv_ptable_hash(&t) != kv_ptable_hash(&u));
+    w = u;
+    kv_ptable_remove(&w, u.nodes[2].id); /* the same rows as without it */
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        int a[KV_RF_MAX], b[KV_RF_MAX];
+        int na = kv_ptable_row(&u, (uint16_t) p, a, KV_RF_MAX), nb = kv_ptable_row(&w, (uint16_t) p, b, KV_RF_MAX);
+        assert(na == 3 && nb == 3);
+        for (int k = 0; k < 3; k++)
+            assert(u.nodes[a[k]].id == w.nodes[b[k]].id && !u.nodes[a[k]].filling);
+    }
+    static uint8_t frows[KV_PARTITIONS][KV_RF_MAX];
+    kv_ptable_rows(&u, frows);
+    for (int p = 0; p < KV_PARTITIONS; p++)
+        assert(frows[p][0] != 2 && frows[p][1] != 2 && frows[p][2] != 2 && frows[p][3] == UINT8_MAX);
+    msgpack_sbuffer_clear(&sb);
+    assert(kv_ptable_pack(&u, &pk) == 0);
+    assert(s_unpack_copy(&w, sb.data, sb.size, why, sizeof why) == 0 && kv_ptable_same(&w, &u) && w.nodes[2].filling);
+    /* all filling: no rows at all */
+    for (int i = 0; i < u.n; i++)
+        u.nodes[i].filling = true;
+    int none[KV_RF_MAX];
+    assert(kv_ptable_row(&u, 0, none, KV_RF_MAX) == 0);
     msgpack_sbuffer_destroy(&sb);
     fflush(stdout);
 }

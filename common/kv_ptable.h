@@ -16,9 +16,16 @@
  * so adding or removing a node moves only the partitions where it ranks in
  * the top RF.  The weights are part of the protocol and must never change.
  *
+ * A member marked filling (it joined a running cluster, or came back after
+ * the cluster went on without it) is left out of every row: rows rank only
+ * the other members, so no partition is mastered or counted as replicated
+ * by a node without its data.
+ *
  * MessagePack form:
  *
  *     {"cluster": uint, "version": uint, "nodes": [[id, "endpoint"], ...]}
+ *
+ * where a filling member's entry has a third element, true.
  *
  * Weights and kv_ptable_hash use libsodium: call sodium_init() first. */
 #ifndef KV_PTABLE_H
@@ -37,6 +44,8 @@
 typedef struct {
     uint64_t id;                        /* node id, never 0 */
     char endpoint[KV_ENDPOINT_MAX + 1]; /* where clients and peers reach it, NUL-terminated */
+    bool filling;                       /* a member that does not hold full data yet (it joined, or came
+                                           back): it is in no row until it is filled */
 } kv_pnode_t;
 
 typedef struct {

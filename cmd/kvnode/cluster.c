@@ -34,6 +34,9 @@ struct cluster {
     kv_ptable_t table;    /* installed */
     uint8_t (*rows)[KV_RF_MAX];
     int self;             /* this node's index in table, or -1 */
+    bool recovering;      /* started with a table that ranks it: serves no partition until
+                             a router installs a newer one (it may have missed writes) */
+    uint64_t boot;        /* random per start: routers see a restart */
     uint32_t inst;        /* the version the acceptor state below is for */
     ballot_t promised, accepted_b;
     kv_ptable_t accepted; /* valid if accepted_b.round */
@@ -255,6 +258,10 @@ cluster_t *cluster_new(const char *dir, char *why, size_t whylen)
     kv_ptable_init(&c->table);
     kv_ptable_init(&c->accepted);
     c->self = -1;
+    while (!c->boot) {
+        randombytes_buf(&c->boot, sizeof c->boot);
+        c->boot &= INT64_MAX;
+    }
     if (!dir || !dir[0]) {
         c->node_id = s_new_id();
         return c;
@@ -290,6 +297,10 @@ cluster_t *cluster_new(const char *dir, char *why, size_t whylen)
     if (s_load(c, why, whylen) != 0)
         goto fail;
     s_reindex(c);
+    c->recovering = c->self >= 0 && !c->table.nodes[c->self].filling;
+    if (c->recovering)
+        kv_warn("table version %u ranks this node: it serves no partition until a router installs a newer table",
+                c->table.version);
     return c;
 fail:
     cluster_destroy(&c);
@@ -311,9 +322,18 @@ void cluster_destroy(cluster_t **self_p)
 uint64_t cluster_node_id(const cluster_t *c) { return c->node_id; }
 const kv_ptable_t *cluster_table(const cluster_t *c) { return &c->table; }
 
+int cluster_self(const cluster_t *c) { return c->self; }
+
+int cluster_copy(const cluster_t *c, uint16_t pid, int k)
+{
+    if (c->table.version == 0 || k < 0 || k >= KV_RF_MAX || k >= c->table.n)
+        return -1;
+    return c->rows[pid][k];
+}
+
 bool cluster_serves(const cluster_t *c, uint16_t pid)
 {
-    return c->table.version == 0 || (c->self >= 0 && c->rows[pid][0] == c->self);
+    return c->table.version == 0 || (c->self >= 0 && !c->recovering && c->rows[pid][0] == c->self);
 }
 
 /* ---- the CLUSTER op ---------------------------------------------------- */
@@ -377,7 +397,14 @@ static int s_parse(server_t *s, req_t *r, cmd_t *c)
 static void s_pack_self(server_t *s, msgpack_packer *pk, int extra)
 {
     cluster_t *c = s->cluster;
-    msgpack_pack_map(pk, (uint32_t) (5 + extra));
+    msgpack_pack_map(pk, (uint32_t) (7 + extra));
+    kv_mp_pack_cstr(pk, "boot");
+    msgpack_pack_uint64(pk, c->boot);
+    kv_mp_pack_cstr(pk, "recovering");
+    if (c->recovering)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
     kv_mp_pack_cstr(pk, "node");
     msgpack_pack_uint64(pk, c->node_id);
     kv_mp_pack_cstr(pk, "endpoint");
@@ -565,6 +592,7 @@ int op_cluster(server_t *s, req_t *r)
                 rc = srv_fail(s, KV_ERR_SERVER, "%s", why);
             } else {
                 s_reindex(c);
+                c->recovering = false;
                 kv_warn("installed table version %u (cluster %016llx, %d nodes, hash %016llx)%s", t->version,
                         (unsigned long long) t->cluster, t->n, (unsigned long long) kv_ptable_hash(t),
                         c->self < 0 ? "; this node is not in it" : "");
@@ -662,6 +690,11 @@ void cluster_test(bool verbose)
     assert(cluster_node_id(c) == id);
     assert(c->inst == 3 && s_cmp(c->promised, (ballot_t){7, 9}) == 0 && s_cmp(c->accepted_b, (ballot_t){7, 9}) == 0);
     assert(kv_ptable_same(cluster_table(c), &saved) && c->accepted.version == 3);
+    /* restarted with a table that ranks it: it serves nothing until a newer table */
+    assert(c->recovering);
+    for (int p = 0; p < KV_PARTITIONS; p++)
+        assert(!cluster_serves(c, (uint16_t) p));
+    c->recovering = false; /* as installing a newer table does */
     /* with two nodes, this one masters some partitions and not others */
     int mine = 0;
     for (int p = 0; p < KV_PARTITIONS; p++)

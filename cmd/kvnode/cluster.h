@@ -33,6 +33,10 @@ void cluster_destroy(cluster_t **self_p);
 uint64_t cluster_node_id(const cluster_t *self);
 /* The installed table (version 0: none, the node serves every partition). */
 const kv_ptable_t *cluster_table(const cluster_t *self);
+/* This node's index in the installed table, or -1. */
+int cluster_self(const cluster_t *self);
+/* Node index of copy k (0 = master) of partition pid, or -1. */
+int cluster_copy(const cluster_t *self, uint16_t pid, int k);
 /* True if this node may serve requests for partition pid as its master. */
 bool cluster_serves(const cluster_t *self, uint16_t pid);
 /* The CLUSTER op (state, prepare, accept, commit, heartbeat-to). */

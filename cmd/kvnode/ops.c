@@ -4,6 +4,7 @@
  * on failure srv_fail has set the reason. */
 #include "request.h"
 #include "disk.h"
+#include "replica.h"
 #include "kv_digest.h"
 #include "kv_err.h"
 #include "kv_mp.h"
@@ -151,6 +152,7 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
         free(rec);
         return s_store_fail(s, r);
     }
+    replica_send(s, r->ns, rec, rec->digest, 0, 0);
     return KV_OK;
 }
 
@@ -158,8 +160,11 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
  * generation newer). */
 static int s_delete_record(server_t *s, req_t *r, const kv_rec_t *old)
 {
-    if (store_remove(r->ns, r->h->digest, old->gen == UINT32_MAX ? 1 : old->gen + 1, s_lut(s)) < 0)
+    uint32_t gen = old->gen == UINT32_MAX ? 1 : old->gen + 1;
+    uint64_t lut = s_lut(s);
+    if (store_remove(r->ns, r->h->digest, gen, lut) < 0)
         return s_store_fail(s, r);
+    replica_send(s, r->ns, NULL, r->h->digest, gen, lut);
     return KV_OK;
 }
 
@@ -420,6 +425,7 @@ int op_touch(server_t *s, req_t *r)
     rec->lut = s_lut(s);
     if (store_rewrite(r->ns, rec) != 0)
         return s_store_fail(s, r);
+    replica_send(s, r->ns, rec, rec->digest, 0, 0);
     msgpack_pack_map(&s->pk, 2);
     s_pack_meta(&s->pk, rec, r->now);
     return KV_OK;

@@ -3,6 +3,7 @@
 #include "request.h"
 #include "cluster.h"
 #include "disk.h"
+#include "replica.h"
 #include "kv_client.h"
 #include "kv_digest.h"
 #include "kv_err.h"
@@ -203,6 +204,7 @@ static const struct {
     [KV_OP_INFO] = {op_info, 0},
     [KV_OP_PING] = {op_ping, 0},
     [KV_OP_CLUSTER] = {op_cluster, 0},
+    [KV_OP_REPLICA] = {op_replica, NEEDS_NS},
 };
 
 static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_t blen)
@@ -226,6 +228,9 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
     if ((s_ops[h->op].flags & NEEDS_RECORD) && !cluster_serves(s->cluster, h->pid))
         return srv_fail(s, KV_ERR_WRONG_NODE, "this node is not the master of partition %u in table version %u",
                         h->pid, cluster_table(s->cluster)->version);
+    if ((h->op == KV_OP_PUT || h->op == KV_OP_DELETE || h->op == KV_OP_TOUCH || h->op == KV_OP_OPERATE) &&
+        (rc = replica_admit(s, r.ns, h->digest)) != KV_OK)
+        return rc;
     if (!r.ns || !r.ns->disk || !r.ns->cfg.commit_to_device)
         return s_ops[h->op].fn(s, &r);
     uint64_t before = disk_appended(r.ns->disk);
@@ -247,6 +252,7 @@ static void s_handle(server_t *s, kv_hdr_t *rh, int rc, const uint8_t *body, siz
     size_t start = s->out.size;
     msgpack_sbuffer_write(&s->out, (const char *) room, sizeof room);
     s->defer = false;
+    s->repl_from = s->repl_upto = 0;
     if (rc == KV_OK) {
         rc = s_dispatch(s, rh, body, blen);
         if (kv_op_name(rh->op))
@@ -312,6 +318,11 @@ static void s_handle_frame(server_t *s, const uint8_t *frame, size_t len, void (
             s->chunk_mask |= 1u << s->defer_ns;
             s->chunk_upto[s->defer_ns] = s->defer_upto;
         }
+        if (s->repl_upto) { /* wait for the replicas too */
+            if (!s->chunk_repl_from)
+                s->chunk_repl_from = s->repl_from;
+            s->chunk_repl_upto = s->repl_upto;
+        }
         if (last)
             break;
         if (emit && s->out.size >= REPLY_FRAME_MAX)
@@ -348,6 +359,7 @@ struct deferred {
     zmq_msg_t frame;
     uint32_t mask;
     uint64_t upto[KV_MAX_NS];
+    uint64_t repl_from, repl_upto; /* replica writes it waits for (0: none) */
 };
 
 static void s_commit_all(server_t *s);
@@ -364,7 +376,8 @@ static void s_emit(server_t *s, void *arg)
     env_t *env = arg;
     if (!s->out.size)
         return;
-    if (s->chunk_mask && s->n_deferred == s->cap_deferred) {
+    bool hold = s->chunk_mask || s->chunk_repl_upto;
+    if (hold && s->n_deferred == s->cap_deferred) {
         uint32_t cap = s->cap_deferred ? 2 * s->cap_deferred : 256;
         struct deferred *nd = realloc(s->deferred, cap * sizeof *nd);
         if (nd) {
@@ -373,9 +386,10 @@ static void s_emit(server_t *s, void *arg)
         } else { /* no room to hold it: flush now, then answer */
             s_commit_all(s);
             s->chunk_mask = 0;
+            hold = false;
         }
     }
-    if (s->chunk_mask) {
+    if (hold) {
         struct deferred *q = &s->deferred[s->n_deferred++];
         for (int i = 0; i < env->n_env; i++) {
             zmq_msg_init(&q->env[i]);
@@ -386,6 +400,8 @@ static void s_emit(server_t *s, void *arg)
         memcpy(zmq_msg_data(&q->frame), s->out.data, s->out.size);
         q->mask = s->chunk_mask;
         memcpy(q->upto, s->chunk_upto, sizeof q->upto);
+        q->repl_from = s->chunk_repl_from;
+        q->repl_upto = s->chunk_repl_upto;
     } else {
         for (int i = 0; i < env->n_env; i++) {
             zmq_msg_t c;
@@ -397,10 +413,12 @@ static void s_emit(server_t *s, void *arg)
     }
     msgpack_sbuffer_clear(&s->out);
     s->chunk_mask = 0;
+    s->chunk_repl_from = s->chunk_repl_upto = 0;
 }
 
-/* A held frame whose flush failed: its successful writes become IN_DOUBT. */
-static void s_in_doubt(server_t *s, struct deferred *q, int err)
+/* A held frame whose flush or replication failed (why): its successful
+ * writes become IN_DOUBT. */
+static void s_in_doubt(server_t *s, struct deferred *q, const char *reason)
 {
     const uint8_t *data = zmq_msg_data(&q->frame), *body;
     size_t len = zmq_msg_size(&q->frame), off = 0;
@@ -419,8 +437,7 @@ static void s_in_doubt(server_t *s, struct deferred *q, int err)
             msgpack_packer_init(&pk, &eb, msgpack_sbuffer_write);
             msgpack_pack_map(&pk, 1);
             kv_mp_pack_cstr(&pk, "error");
-            snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
-            kv_mp_pack_cstr(&pk, why);
+            kv_mp_pack_cstr(&pk, reason);
             h.status = KV_ERR_IN_DOUBT;
             h.body_len = (uint32_t) eb.size;
             s->errors[KV_ERR_IN_DOUBT]++;
@@ -459,6 +476,13 @@ static void s_release(server_t *s)
                         ready = false;
                 }
             }
+        const char *failed = NULL;
+        if (q->repl_upto && ready) {
+            if (!replica_done(s, q->repl_upto))
+                ready = false;
+            else
+                failed = replica_failed(s, q->repl_from, q->repl_upto);
+        }
         if (!ready) {
             if (kept != k) { /* zmq_msg_t is moved with zmq_msg_move, never copied */
                 struct deferred *to = &s->deferred[kept];
@@ -471,12 +495,18 @@ static void s_release(server_t *s)
                 to->n_env = q->n_env;
                 to->mask = q->mask;
                 memcpy(to->upto, q->upto, sizeof to->upto);
+                to->repl_from = q->repl_from;
+                to->repl_upto = q->repl_upto;
             }
             kept++;
             continue;
         }
-        if (err)
-            s_in_doubt(s, q, err);
+        char why[300];
+        if (err) {
+            snprintf(why, sizeof why, "write in doubt: the flush to disk failed: %s", strerror(err));
+            s_in_doubt(s, q, why);
+        } else if (failed)
+            s_in_doubt(s, q, failed);
         for (int i = 0; i < q->n_env; i++)
             zmq_msg_send(&q->env[i], s->sock, ZMQ_SNDMORE);
         zmq_msg_send(&q->frame, s->sock, 0);
@@ -597,7 +627,7 @@ void server_run(server_t *s, volatile int *stop)
     uint64_t next_sweep = kv_mono_ms() + SWEEP_INTERVAL_MS;
     long disk_wait = s_disk_ticks(s);
     /* the socket, then the flush-done descriptor of each file namespace */
-    zmq_pollitem_t items[1 + KV_MAX_NS];
+    zmq_pollitem_t items[1 + KV_MAX_NS + KV_NODES_MAX];
     int nitems = 1, item_ns[1 + KV_MAX_NS];
     items[0] = (zmq_pollitem_t){s->sock, 0, ZMQ_POLLIN, 0};
     for (int i = 0; i < s->n_ns; i++)
@@ -610,10 +640,14 @@ void server_run(server_t *s, volatile int *stop)
         long wait = now >= next_sweep ? 0 : (long) (next_sweep - now);
         if (disk_wait < wait)
             wait = disk_wait;
-        long hb_wait = cluster_tick(s, kv_mono_ms());
+        long hb_wait = cluster_tick(s, kv_mono_ms()), repl_wait = replica_tick(s, kv_mono_ms());
         if (hb_wait < wait)
             wait = hb_wait;
-        int rc = zmq_poll(items, nitems, wait);
+        if (repl_wait < wait)
+            wait = repl_wait;
+        /* then the sockets to the replicas, which come and go with the table */
+        int npeers = replica_poll_items(s, items + nitems, KV_NODES_MAX);
+        int rc = zmq_poll(items, nitems + npeers, wait);
         if (rc < 0 && errno != EINTR)
             break;
         bool flushed = false;
@@ -622,7 +656,13 @@ void server_run(server_t *s, volatile int *stop)
                 disk_flush_done(s->ns[item_ns[i]]->disk);
                 flushed = true;
             }
-        if (flushed)
+        bool answered = false;
+        for (int i = 0; rc > 0 && i < npeers; i++)
+            if (items[nitems + i].revents & ZMQ_POLLIN) {
+                replica_recv(s, i);
+                answered = true;
+            }
+        if (flushed || answered || s->n_deferred)
             s_release(s);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s->now_ms = kv_wall_ms();
@@ -653,6 +693,22 @@ void server_run(server_t *s, volatile int *stop)
     while (s_serve_one(s) == 0)
         ;
     s_commit_all(s);
+    /* replies waiting for replicas: give them the replica timeout, then
+     * answer the rest IN_DOUBT (replica_tick expires them) */
+    uint64_t give_up = kv_mono_ms() + REPLICA_TIMEOUT_MS;
+    while (s->n_deferred) {
+        zmq_pollitem_t peers[KV_NODES_MAX];
+        int n = replica_poll_items(s, peers, KV_NODES_MAX);
+        if (zmq_poll(peers, n, 10) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++)
+            if (peers[i].revents & ZMQ_POLLIN)
+                replica_recv(s, i);
+        replica_tick(s, kv_mono_ms() >= give_up ? UINT64_MAX - REPLICA_TIMEOUT_MS : kv_mono_ms());
+        s_release(s);
+        if (kv_mono_ms() >= give_up + 100)
+            break;
+    }
 }
 
 server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *why, size_t whylen)
@@ -668,6 +724,11 @@ server_t *server_new(const kv_ns_config_t *cfgs, int n, const char *dir, char *w
         return NULL;
     }
     s->node_id = cluster_node_id(s->cluster);
+    if (!(s->replica = replica_new())) {
+        cluster_destroy(&s->cluster);
+        free(s);
+        return NULL;
+    }
     s->started_ms = kv_mono_ms();
     s->now_ms = kv_wall_ms();
     s->max_bins = 1;
@@ -705,7 +766,8 @@ void server_destroy(server_t **self_p)
         return;
     if (s->sock)
         zmq_close(s->sock);
-    cluster_destroy(&s->cluster); /* its sockets, before the context */
+    cluster_destroy(&s->cluster); /* their sockets, before the context */
+    replica_destroy(&s->replica);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     for (int i = 0; i < s->n_ns; i++)

@@ -52,6 +52,8 @@ static void help(void)
 }
 
 /* Send req and wait; on success *rep holds an OK reply.  Returns exit code. */
+#define WRONG_NODE_RETRIES 5 /* waiting 20, 40, 80, 160, 320 ms */
+
 static int s_call(kq_t *q, const char *what, kv_req_t *req, kv_reply_t *rep)
 {
     int rc = kq_connect(q);
@@ -59,7 +61,15 @@ static int s_call(kq_t *q, const char *what, kv_req_t *req, kv_reply_t *rep)
         kv_req_destroy(req);
         return rc;
     }
-    rc = kv_client_call(q->client, req, rep, q->timeout_ms);
+    /* WRONG_NODE: the cluster's table is changing under a router, or the
+     * node is not the partition's master; try again a few times */
+    for (int attempt = 0;; attempt++) {
+        rc = kv_client_call(q->client, req, rep, q->timeout_ms);
+        if (rc != 0 || rep->hdr.status != KV_ERR_WRONG_NODE || attempt == WRONG_NODE_RETRIES)
+            break;
+        kv_reply_close(rep);
+        usleep(20000u << attempt);
+    }
     kv_req_destroy(req);
     if (rc != 0) {
         kv_warn("%s: %s", what, kv_client_error(q->client));

@@ -37,6 +37,8 @@ typedef struct {
     uint64_t commit_ms;  /* when it was last sent the installed table */
     uint32_t version;    /* its installed table version */
     uint64_t cluster;
+    uint64_t boot;       /* its boot id: a change is a restart */
+    bool recovering;     /* it restarted ranked in its table: it serves nothing until a newer one */
 } rnode_t;
 
 typedef struct {
@@ -68,6 +70,9 @@ struct route {
     } p;
     msgpack_sbuffer out;
     msgpack_packer pk;
+    uint8_t (*rows)[KV_RF_MAX];          /* rows of base */
+    msgpack_sbuffer fwd[KV_NODES_MAX];   /* requests for each node of base, being split */
+    uint64_t forwarded, unroutable;
 };
 
 /* ---- messages to nodes -------------------------------------------------- */
@@ -220,7 +225,9 @@ static void s_learn(route_t *r, const kv_ptable_t *t, const char *how)
     if (t->version <= r->base.version)
         return;
     r->base = *t;
+    kv_ptable_rows(&r->base, r->rows);
     s_log_table(t, how);
+
     for (int i = 0; i < t->n; i++) { /* contact every member, so it heartbeats here too */
         char why[300];
         if (!s_by_endpoint(r, t->nodes[i].endpoint) && !s_add_node(r, t->nodes[i].endpoint, why, sizeof why))
@@ -398,7 +405,8 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
 {
     kv_mp_t v = kv_mp(body, len);
     uint32_t n;
-    int64_t id = 0, version = -1, cluster = 0;
+    int64_t id = 0, version = -1, cluster = 0, boot = 0;
+    bool recovering = false;
     char sig[NS_SIG_MAX] = "";
     bool have_sig = false;
     kv_ptable_t *t = malloc(sizeof *t);
@@ -423,6 +431,12 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
         } else if (KEY("cluster")) {
             if (kv_mp_read_int(&v, &cluster) != 0)
                 goto bad;
+        } else if (KEY("boot")) {
+            if (kv_mp_read_int(&v, &boot) != 0)
+                goto bad;
+        } else if (KEY("recovering")) {
+            if (kv_mp_read_bool(&v, &recovering) != 0)
+                goto bad;
         } else if (KEY("namespaces")) {
             if (s_ns_sig(&v, sig, sizeof sig) != 0)
                 goto bad;
@@ -444,6 +458,11 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
     nd->id = (uint64_t) id;
     nd->version = (uint32_t) version;
     nd->cluster = (uint64_t) cluster;
+    nd->recovering = recovering;
+    if (nd->boot && (uint64_t) boot != nd->boot)
+        kv_warn("node %016" PRIx64 " at %s restarted%s", nd->id, nd->endpoint,
+                recovering ? "; it serves nothing until a newer table" : "");
+    nd->boot = (uint64_t) boot;
     if (r->base.version && cluster && (uint64_t) cluster != r->base.cluster) {
         s_refuse(nd, "it belongs to cluster %016" PRIx64 ", this cluster is %016" PRIx64, (uint64_t) cluster,
                  r->base.cluster);
@@ -476,38 +495,22 @@ out:
     free(t);
 }
 
-/* Receive one whole multipart message from sock without waiting for its
- * start: keeps its first max parts in f (the rest are dropped) and
- * returns how many parts it had, or 0 if none was ready. */
-static int s_recv_parts(void *sock, zmq_msg_t *f, int max)
-{
-    int nf = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (nf < max) {
-            zmq_msg_init(&f[nf]);
-            zmq_msg_move(&f[nf], &m);
-        }
-        nf++;
-        zmq_msg_close(&m);
-    }
-    return nf;
-}
-
 /* A message on a node's DEALER: replies to state, prepare, accept, commit. */
 static void s_from_node(route_t *r, rnode_t *nd)
 {
     for (;;) {
-        zmq_msg_t f[2];
-        int parts = s_recv_parts(nd->sock, f, 2), nf = parts < 2 ? parts : 2;
+        zmq_msg_t f[16];
+        int parts = kv_recv_parts(nd->sock, f, 16), nf = parts < 16 ? parts : 16;
         if (parts == 0)
             return;
+        if (parts >= 3 && parts <= 16 && zmq_msg_size(&f[0]) != 0) {
+            /* a reply to a client's request: its envelope leads, pass it on */
+            for (int i = 0; i < nf; i++)
+                zmq_msg_send(&f[i], r->sock, (i + 1 < nf ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+            for (int i = 0; i < nf; i++)
+                zmq_msg_close(&f[i]);
+            continue;
+        }
         if (parts == 2 && zmq_msg_size(&f[0]) == 0) {
             const uint8_t *frame = zmq_msg_data(&f[1]), *body;
             size_t len = zmq_msg_size(&f[1]), off = 0;
@@ -516,15 +519,12 @@ static void s_from_node(route_t *r, rnode_t *nd)
             while (kv_frame_next(frame, len, &off, &h, &body, why, sizeof why) == KV_OK) {
                 int kind = (int) (h.reqid >> 56);
                 if (h.status != KV_OK) {
-                    kv_mp_t ev;
-                    const char *e = "";
-                    uint32_t el = 0;
-                    if (kv_body_get(body, h.body_len, "error", &ev) == 0)
-                        kv_mp_read_str(&ev, &e, &el);
+                    char e[300];
+                    kv_body_error(body, h.body_len, e, sizeof e);
                     if (kind == K_STATE || kind == K_HBTO)
-                        s_refuse(nd, "it answered %s: %.*s", kv_err_name(h.status), (int) el, e);
+                        s_refuse(nd, "it answered %s: %s", kv_err_name(h.status), e);
                     else
-                        kv_warn("node %s: %s: %.*s", nd->endpoint, kv_err_name(h.status), (int) el, e);
+                        kv_warn("node %s: %s: %s", nd->endpoint, kv_err_name(h.status), e);
                     continue;
                 }
                 if (kind == K_STATE)
@@ -605,7 +605,9 @@ static void s_info_cluster(route_t *r)
         kv_mp_pack_cstr(pk, "endpoint");
         kv_mp_pack_cstr(pk, nd->endpoint);
         kv_mp_pack_cstr(pk, "state");
-        kv_mp_pack_cstr(pk, nd->removed ? "removed" : s_state_names[nd->state]);
+        kv_mp_pack_cstr(pk, nd->removed                                              ? "removed"
+                            : nd->state == N_UP && at >= 0 && t->nodes[at].filling ? "filling"
+                                                                                   : s_state_names[nd->state]);
         kv_mp_pack_cstr(pk, "table_version");
         msgpack_pack_uint32(pk, nd->version);
         kv_mp_pack_cstr(pk, "masters");
@@ -641,6 +643,36 @@ static void s_info_partitions(route_t *r)
             s_pack_id(pk, t->nodes[rows[q][k]].id);
     }
     free(rows);
+}
+
+/* info NAME: a namespace of the cluster, as its nodes declare it (name,
+ * rf, mode, nodes in the table); -1 if the cluster has none by that name. */
+static int s_info_ns(route_t *r, const char *name, uint32_t len)
+{
+    const char *p = r->ns_sig;
+    while (*p) {
+        const char *end = strstr(p, "; ");
+        size_t n = end ? (size_t) (end - p) : strlen(p);
+        char item[128], ns[KV_NS_MAX + 1], mode[16];
+        unsigned rf;
+        snprintf(item, sizeof item, "%.*s", (int) (n < sizeof item ? n : sizeof item - 1), p);
+        if (sscanf(item, "%31s rf=%u %15s", ns, &rf, mode) == 3 && strlen(ns) == len && memcmp(ns, name, len) == 0) {
+            msgpack_pack_map(&r->pk, 4);
+            kv_mp_pack_cstr(&r->pk, "name");
+            kv_mp_pack_cstr(&r->pk, ns);
+            kv_mp_pack_cstr(&r->pk, "rf");
+            msgpack_pack_uint32(&r->pk, rf);
+            kv_mp_pack_cstr(&r->pk, "mode");
+            kv_mp_pack_cstr(&r->pk, mode);
+            kv_mp_pack_cstr(&r->pk, "nodes");
+            msgpack_pack_int(&r->pk, r->base.n);
+            return 0;
+        }
+        p += n;
+        if (*p)
+            p += 2;
+    }
+    return -1;
 }
 
 static int s_parse_id(const char *s, uint32_t len, uint64_t *id)
@@ -728,11 +760,53 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
                       (int) (cl > 32 ? 32 : cl), cmd);
 }
 
+/* Send each node its share of a client's requests, as one frame behind
+ * the client's envelope (env[0..d-1]), so its replies come back through
+ * this router with no state kept here.  Requests whose master is not up
+ * are answered UNAVAILABLE into r->out. */
+static void s_forward(route_t *r, zmq_msg_t *env, int d)
+{
+    for (int i = 0; i < r->base.n; i++) {
+        msgpack_sbuffer *q = &r->fwd[i];
+        if (!q->size)
+            continue;
+        rnode_t *nd = s_by_id(r, r->base.nodes[i].id);
+        bool ok = nd && nd->state == N_UP;
+        for (int k = 0; ok && k < d; k++)
+            ok = zmq_send(nd->sock, zmq_msg_data(&env[k]), zmq_msg_size(&env[k]), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
+        ok = ok && zmq_send(nd->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+             zmq_send(nd->sock, q->data, q->size, ZMQ_DONTWAIT) >= 0;
+        if (ok) {
+            r->forwarded++;
+        } else {
+            /* a DEALER takes a whole message or none of it: only the first
+             * part can fail (queue full, or no connection) */
+            const uint8_t *body;
+            size_t off = 0;
+            kv_hdr_t h;
+            while (kv_frame_next((const uint8_t *) q->data, q->size, &off, &h, &body, NULL, 0) == KV_OK) {
+                size_t start = r->out.size;
+                static const uint8_t room[KV_HDR_SIZE];
+                msgpack_sbuffer_write(&r->out, (const char *) room, sizeof room);
+                kv_hdr_t rh = h;
+                rh.table_version = r->base.version;
+                s_reply_error(r, &rh, KV_ERR_UNAVAILABLE,
+                              "the master of partition %u, node %016" PRIx64 ", is %s (table version %u)", h.pid,
+                              r->base.nodes[i].id, nd ? s_state_names[nd->state] : "unknown", r->base.version);
+                rh.body_len = (uint32_t) (r->out.size - start - KV_HDR_SIZE);
+                kv_hdr_encode(&rh, (uint8_t *) r->out.data + start);
+                r->unroutable++;
+            }
+        }
+        msgpack_sbuffer_clear(q);
+    }
+}
+
 /* One client message: answer each request of its frame. */
 static void s_from_client(route_t *r)
 {
     zmq_msg_t f[16];
-    int parts = s_recv_parts(r->sock, f, 16), nf = parts < 16 ? parts : 16;
+    int parts = kv_recv_parts(r->sock, f, 16), nf = parts < 16 ? parts : 16;
     if (parts == 0)
         return;
     int d = 0;
@@ -767,8 +841,9 @@ static void s_from_client(route_t *r)
                     s_info_cluster(r);
                 else if (wl == 10 && memcmp(w, "partitions", 10) == 0)
                     s_info_partitions(r);
-                else
-                    s_reply_error(r, &rh, KV_ERR_BAD_REQUEST, "unknown info '%.*s' for a router (cluster, partitions)",
+                else if (s_info_ns(r, w, wl) != 0)
+                    s_reply_error(r, &rh, KV_ERR_BAD_REQUEST,
+                                  "unknown info '%.*s' for a router (cluster, partitions or a namespace name)",
                                   (int) (wl > 64 ? 64 : wl), w);
             } else if (h.op == KV_OP_CLUSTER) {
                 kv_mp_t v;
@@ -778,10 +853,20 @@ static void s_from_client(route_t *r)
                     kv_mp_read_str(&v, &c, &l);
                 quiet = l == 9 && memcmp(c, "heartbeat", 9) == 0;
                 s_admin(r, &rh, body, h.body_len);
-            } else
+            } else if (h.op == KV_OP_BATCH || h.op == KV_OP_SCAN)
                 s_reply_error(r, &rh, KV_ERR_UNSUPPORTED,
-                              "kvroute does not route record requests yet: send them to the nodes (op %s)",
-                              kv_op_name(h.op) ? kv_op_name(h.op) : "unknown");
+                              "%s through kvroute is not supported yet: send it to each node", kv_op_name(h.op));
+            else if (!kv_op_name(h.op))
+                s_reply_error(r, &rh, KV_ERR_UNSUPPORTED, "unknown op %u", h.op);
+            else if (r->base.version == 0)
+                s_reply_error(r, &rh, KV_ERR_UNAVAILABLE, "the cluster has no partition table yet");
+            else {
+                /* a record request: to its partition's master, unread */
+                msgpack_sbuffer *q = &r->fwd[r->rows[h.pid][0]];
+                msgpack_sbuffer_write(q, (const char *) body - KV_HDR_SIZE, KV_HDR_SIZE + h.body_len);
+                r->out.size = start;
+                continue;
+            }
             if (quiet) {
                 r->out.size = start; /* heartbeats are not answered */
                 continue;
@@ -791,6 +876,7 @@ static void s_from_client(route_t *r)
             if (rc != KV_OK)
                 break;
         }
+        s_forward(r, f, d);
         if (r->out.size) {
             for (int i = 0; i <= d; i++)
                 zmq_send(r->sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -835,13 +921,36 @@ static void s_tick(route_t *r)
     if (!want)
         return;
     kv_ptable_init(want);
-    for (int i = 0; i < r->n; i++)
-        if (r->nodes[i].state == N_UP && !r->nodes[i].removed)
-            kv_ptable_add(want, r->nodes[i].id, r->nodes[i].endpoint);
+    /* A member keeps its place; one that joins a running cluster, or
+     * restarted while ranked, is added filling: it serves no partition
+     * until it holds the data (migrations, kvrepl).  If every ranked
+     * member that is up restarted (the whole cluster did), they are the
+     * data: they stay ranked. */
+    bool any_steady = false;
+    for (int i = 0; i < r->n; i++) {
+        const rnode_t *nd = &r->nodes[i];
+        int at = kv_ptable_find(&r->base, nd->id);
+        if (nd->state == N_UP && !nd->removed && at >= 0 && !r->base.nodes[at].filling && !nd->recovering)
+            any_steady = true;
+    }
+    bool recovering = false;
+    for (int i = 0; i < r->n; i++) {
+        rnode_t *nd = &r->nodes[i];
+        if (nd->state != N_UP || nd->removed)
+            continue;
+        int at = kv_ptable_find(&r->base, nd->id);
+        bool filling = at >= 0 ? r->base.nodes[at].filling || (nd->recovering && any_steady) : r->base.version > 0;
+        if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
+            want->nodes[kv_ptable_find(want, nd->id)].filling = filling;
+        recovering |= nd->recovering;
+    }
     bool same = want->n == r->base.n;
     for (int i = 0; same && i < want->n; i++)
-        same = want->nodes[i].id == r->base.nodes[i].id &&
+        same = want->nodes[i].id == r->base.nodes[i].id && want->nodes[i].filling == r->base.nodes[i].filling &&
                strcmp(want->nodes[i].endpoint, r->base.nodes[i].endpoint) == 0;
+    /* the same members, but one waits for a newer table before serving */
+    if (same && recovering && r->base.version > 0)
+        same = false;
     if (!same && want->n > 0) {
         want->version = r->base.version + 1;
         want->cluster = r->base.cluster;
@@ -871,6 +980,13 @@ route_t *route_new(const route_config_t *cfg, char *why, size_t whylen)
     }
     msgpack_sbuffer_init(&r->out);
     msgpack_packer_init(&r->pk, &r->out, msgpack_sbuffer_write);
+    for (int i = 0; i < KV_NODES_MAX; i++)
+        msgpack_sbuffer_init(&r->fwd[i]);
+    if (!(r->rows = calloc(KV_PARTITIONS, sizeof *r->rows))) {
+        snprintf(why, whylen, "out of memory");
+        free(r);
+        return NULL;
+    }
     r->ctx = zmq_ctx_new();
     r->sock = zmq_socket(r->ctx, ZMQ_ROUTER);
     int linger = 0, maxmsg = KV_FRAME_MAX + 4096;
@@ -904,6 +1020,9 @@ void route_destroy(route_t **self_p)
         zmq_close(r->sock);
     zmq_ctx_term(r->ctx);
     msgpack_sbuffer_destroy(&r->out);
+    for (int i = 0; i < KV_NODES_MAX; i++)
+        msgpack_sbuffer_destroy(&r->fwd[i]);
+    free(r->rows);
     free(r);
     *self_p = NULL;
 }

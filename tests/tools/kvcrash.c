@@ -17,9 +17,14 @@
  *     A KEY SEQ MS      when it is acknowledged (MS: wall clock, ms); a
  *                       delete answered "not found" counts as acknowledged
  *     R KEY SEQ         when it is refused with NAMESPACE_FULL (not applied)
+ *     U KEY SEQ         (with -T) when it is answered IN_DOUBT or TIMEOUT,
+ *                       or not answered in time: it may or may not be applied
  * It stops after COUNT writes have been answered (exit 0), or when the
  * connection is lost or a reply is late (exit 1: the expected end when the
  * test kills kvnode); any other error reply exits 2, as do usage errors.
+ * With -T (a cluster under failover) it goes on instead: UNAVAILABLE,
+ * WRONG_NODE and KEY_BUSY are R (not applied), IN_DOUBT and TIMEOUT are U,
+ * and a reply later than -t makes every write in flight U and reconnects.
  *
  * Verify mode (--verify) reads the log of one load run (files, or standard
  * input) and the state the previous verification saw (--state FILE; none:
@@ -32,7 +37,7 @@
  * Prints one "not ok" line per bad key (at most 50) and a summary line;
  * exits 0 if every key is right, 1 if not, 2 on errors.
  *
- * usage: kvcrash [-e EP] [-n NS] [-s SET] [-k KEYS] [-p INFLIGHT] [-c COUNT]
+ * usage: kvcrash [-T] [-e EP] [-n NS] [-s SET] [-k KEYS] [-p INFLIGHT] [-c COUNT]
  *                [-b BASE] [-d DELETE_PCT] [-z MAXFILL] [-H HOT] [-r SEED] [-t MS]
  *        kvcrash --verify [-e EP] [-n NS] [-s SET] [-k KEYS] [-z MAXFILL]
  *                [-t MS] [--state FILE] [--grace MS --killed-at MS] [LOG...] */
@@ -54,7 +59,7 @@ typedef struct {
     const char *endpoint, *ns, *set, *state;
     int64_t keys, inflight, count, base, delpct, maxfill, hot, seed, timeout_ms;
     int64_t grace_ms, killed_at_ms;
-    bool verify;
+    bool verify, tolerate;
 } opts_t;
 
 static opts_t o = {
@@ -148,7 +153,7 @@ static int s_load(void)
     uint8_t *fill = malloc((size_t) o.maxfill + 1);
     if (!busy || !slots || !fill)
         kv_die(2, "out of memory");
-    int64_t sent = 0, answered = 0, acked = 0, full = 0;
+    int64_t sent = 0, answered = 0, acked = 0, full = 0, doubt = 0, refused = 0;
     int status = 0;
     while (answered < o.count) {
         /* fill the pipeline: log every write, flush the log, then send */
@@ -180,8 +185,24 @@ static int s_load(void)
         kv_reply_t rep;
         if (kv_client_recv(c, &rep, (int) o.timeout_ms) != 0) {
             fprintf(stderr, "kvcrash: %s\n", kv_client_error(c));
-            status = 1;
-            break;
+            if (!o.tolerate) {
+                status = 1;
+                break;
+            }
+            /* every write in flight is in doubt; start again on a new connection */
+            for (int i = 0; i < o.inflight; i++)
+                if (slots[i].used) {
+                    printf("U %" PRId64 " %" PRId64 "\n", slots[i].key, slots[i].seq);
+                    busy[slots[i].key] = false;
+                    slots[i].used = false;
+                    answered++;
+                    doubt++;
+                }
+            fflush(stdout);
+            kv_client_destroy(&c);
+            if (!(c = kv_client_new(o.endpoint, why, sizeof why)))
+                kv_die(2, "%s", why);
+            continue;
         }
         int s = 0;
         while (s < o.inflight && !(slots[s].used && slots[s].reqid == rep.hdr.reqid))
@@ -201,6 +222,12 @@ static int s_load(void)
                         sl->del ? "delete" : "put", sl->key, sl->seq, sl->del ? 0 : s_fill(sl->key, sl->seq, fill),
                         kv_reply_error(&rep, e, sizeof e));
             }
+        } else if (o.tolerate && (st == KV_ERR_UNAVAILABLE || st == KV_ERR_WRONG_NODE || st == KV_ERR_KEY_BUSY)) {
+            printf("R %" PRId64 " %" PRId64 "\n", sl->key, sl->seq);
+            refused++;
+        } else if (o.tolerate && (st == KV_ERR_IN_DOUBT || st == KV_ERR_TIMEOUT)) {
+            printf("U %" PRId64 " %" PRId64 "\n", sl->key, sl->seq);
+            doubt++;
         } else {
             char e[512];
             fflush(stdout);
@@ -214,8 +241,8 @@ static int s_load(void)
     }
     fflush(stdout);
     fprintf(stderr, "kvcrash: %" PRId64 " writes sent, %" PRId64 " acknowledged, %" PRId64
-                    " refused (namespace full), %d in flight at the end\n",
-            sent, acked, full, kv_client_inflight(c));
+                    " refused (namespace full), %" PRId64 " refused (cluster), %" PRId64 " in doubt, %d in flight at the end\n",
+            sent, acked, full, refused, doubt, kv_client_inflight(c));
     kv_client_destroy(&c);
     free(busy);
     free(slots);
@@ -270,6 +297,8 @@ static void s_read_log(FILE *f, const char *name)
                     kv_die(2, "out of memory");
             }
             s_ops[s_nops++] = (op_t){key, seq, -1, kind == 'd', false};
+        } else if (n >= 3 && t == 'U') {
+            /* in doubt: sent, neither acknowledged nor refused */
         } else if ((n == 4 && t == 'A') || (n >= 3 && t == 'R')) {
             if (nev == capev) {
                 capev = capev ? 2 * capev : 4096;
@@ -503,7 +532,7 @@ static int s_verify(int nlogs, char **logs)
 
 static void s_usage(void)
 {
-    fprintf(stderr, "usage: kvcrash [-e EP] [-n NS] [-s SET] [-k KEYS] [-p INFLIGHT] [-c COUNT] [-b BASE]\n"
+    fprintf(stderr, "usage: kvcrash [-T] [-e EP] [-n NS] [-s SET] [-k KEYS] [-p INFLIGHT] [-c COUNT] [-b BASE]\n"
                     "               [-d DELETE_PCT] [-z MAXFILL] [-H HOT] [-r SEED] [-t MS]\n"
                     "       kvcrash --verify [-e EP] [-n NS] [-s SET] [-k KEYS] [-z MAXFILL] [-t MS]\n"
                     "               [--state FILE] [--grace MS --killed-at MS] [LOG...]\n");
@@ -529,8 +558,9 @@ int main(int argc, char **argv)
             kv_die(2, "-%c '%s': expected an integer from %lld to %lld", c, optarg, \
                    (long long) (lo), (long long) (hi));                            \
     } while (0)
-    while ((c = getopt_long(argc, argv, "e:n:s:k:p:c:b:d:z:H:r:t:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:n:s:k:p:c:b:d:z:H:r:t:T", longopts, NULL)) != -1) {
         switch (c) {
+        case 'T': o.tolerate = true; break;
         case 'e': o.endpoint = optarg; break;
         case 'n': o.ns = optarg; break;
         case 's': o.set = optarg; break;
