@@ -7,6 +7,7 @@
  * handled per wake-up, so the client spends little of the shared CPU. */
 #include "hist.h"
 #include "kv_client.h"
+#include "kv_cmap.h"
 #include "kv_digest.h"
 #include "kv_err.h"
 #include "kv_mp.h"
@@ -33,12 +34,15 @@ typedef struct {
     bool write;
 } pending_t;
 
+/* A connection: one socket to the endpoint, or with --direct one to each
+ * node of the cluster's table (requests go to their partition's master);
+ * its in-flight requests are counted across its sockets. */
 typedef struct {
-    void *sock;
+    void *socks[KV_NODES_MAX];
+    msgpack_sbuffer outs[KV_NODES_MAX]; /* requests to send in one frame, per socket */
+    bool ready[KV_NODES_MAX];           /* may have replies although its ZMQ_FD is quiet */
     pending_t *slots;
     int used;
-    bool ready; /* may have replies although its ZMQ_FD is quiet */
-    msgpack_sbuffer out; /* requests to send in one frame */
 } conn_t;
 
 typedef struct {
@@ -47,6 +51,9 @@ typedef struct {
     int64_t keys, count, rate;
     double seconds;
     int epfd; /* epoll over the sockets' ZMQ_FDs */
+    bool direct;
+    kv_cmap_t *cmap; /* --direct: the cluster's table */
+    int nsocks;      /* sockets per connection: 1, or the table's nodes */
     bool json, progress, progress_set, bytes_values;
     /* prepared request parts */
     uint8_t *digests;
@@ -92,7 +99,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: kvbench [-hV] [-e endpoint] [-n ns] [-w workload[,workload...]] [-c connections] "
                  "[-p in-flight] [-k keys] [-s value-bytes] [-d seconds] [--count n] [--rate ops] "
-                 "[--set set] [--bytes] [--timeout ms] [--progress | --no-progress] [--json]\n");
+                 "[--set set] [--bytes] [--timeout ms] [--progress | --no-progress] [--json] [--direct]\n");
 }
 
 static void help(void)
@@ -116,6 +123,8 @@ static void help(void)
            "      --progress           one line per second on stderr (default when stderr is a terminal)\n"
            "      --no-progress        no progress line\n"
            "      --json               one JSON object per workload on stdout\n"
+           "      --direct             the endpoint is a kvroute: send each request straight to its\n"
+           "                           partition's master (a socket per node on each connection)\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n"
            "See kvbench(1).\n",
@@ -181,27 +190,38 @@ static int s_send(bench_t *b, conn_t *c, const workload_t *w, uint64_t when_ns)
     msgpack_sbuffer *body = write ? &b->put_body : &b->get_body;
     h.body_len = (uint32_t) body->size;
     kv_hdr_encode(&h, hdr);
-    msgpack_sbuffer_write(&c->out, (const char *) hdr, sizeof hdr);
-    msgpack_sbuffer_write(&c->out, body->data, body->size);
+    int to = 0;
+    if (b->direct && (to = kv_cmap_master(b->cmap, h.pid)) < 0)
+        kv_die(2, "partition %u has no master in table version %u", h.pid, kv_cmap_table(b->cmap)->version);
+    msgpack_sbuffer_write(&c->outs[to], (const char *) hdr, sizeof hdr);
+    msgpack_sbuffer_write(&c->outs[to], body->data, body->size);
     c->slots[c->used++] = (pending_t){h.reqid, when_ns, write};
     return 0;
 }
 
 /* Send the requests queued on c as one frame (as a client library that
  * pipelines does; kvproto(7)). */
-static void s_flush(bench_t *b, conn_t *c)
+static void s_flush_one(bench_t *b, conn_t *c, int k)
 {
-    if (!c->out.size)
+    msgpack_sbuffer *out = &c->outs[k];
+    void *sock = c->socks[k];
+    if (!out->size)
         return;
-    if (zmq_send(c->sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(c->sock, c->out.data, c->out.size, 0) < 0)
+    if (zmq_send(sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(sock, out->data, out->size, 0) < 0)
         kv_die(2, "send to %s: %s", b->endpoint, zmq_strerror(errno));
-    msgpack_sbuffer_clear(&c->out);
+    msgpack_sbuffer_clear(out);
     /* a send can take the socket's ZMQ_FD signal for replies that
      * arrived meanwhile: ask the socket itself */
     int ev = 0;
     size_t sz = sizeof ev;
-    if (zmq_getsockopt(c->sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN))
-        c->ready = true;
+    if (zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN))
+        c->ready[k] = true;
+}
+
+static void s_flush(bench_t *b, conn_t *c)
+{
+    for (int k = 0; k < b->nsocks; k++)
+        s_flush_one(b, c, k);
 }
 
 typedef struct {
@@ -212,7 +232,7 @@ typedef struct {
 } result_t;
 
 /* Read every reply that is ready on c.  Returns how many arrived. */
-static int s_drain(bench_t *b, conn_t *c, result_t *r, hist_t *interval)
+static int s_drain(bench_t *b, conn_t *c, void *sock, result_t *r, hist_t *interval)
 {
     int n = 0;
     for (;;) {
@@ -222,7 +242,7 @@ static int s_drain(bench_t *b, conn_t *c, result_t *r, hist_t *interval)
         while (more) {
             zmq_msg_t m;
             zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, c->sock, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            if (zmq_msg_recv(&m, sock, nf == 0 ? ZMQ_DONTWAIT : 0) < 0) {
                 zmq_msg_close(&m);
                 return n;
             }
@@ -306,7 +326,8 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
     hist_reset(&r.hist);
     hist_reset(&interval);
     b->next_insert = 0;
-    struct epoll_event *evs = calloc((size_t) b->conns, sizeof *evs);
+    int nev = b->conns * b->nsocks;
+    struct epoll_event *evs = calloc((size_t) nev, sizeof *evs);
     uint64_t start = s_now_ns(), deadline = b->count ? UINT64_MAX : start + (uint64_t) (b->seconds * 1e9);
     uint64_t interval_ns = b->rate ? (uint64_t) (1e9 / (double) b->rate) : 0, next_slot = start;
     uint64_t sent = 0, next_progress = start + 1000000000ull, last_ops = 0, last_t = start;
@@ -352,17 +373,19 @@ static int s_run(bench_t *b, conn_t *conns, const workload_t *w)
          * and one that a send found ready is read without waiting. */
         bool any_ready = false;
         for (int i = 0; i < b->conns && !any_ready; i++)
-            any_ready = conns[i].ready;
-        int rc = epoll_wait(b->epfd, evs, b->conns, any_ready ? 0 : (int) wait);
+            for (int k = 0; k < b->nsocks; k++)
+                any_ready |= conns[i].ready[k];
+        int rc = epoll_wait(b->epfd, evs, nev, any_ready ? 0 : (int) wait);
         if (rc < 0 && errno != EINTR)
             kv_die(2, "epoll_wait: %s", strerror(errno));
         for (int k = 0; k < rc; k++)
-            conns[evs[k].data.u32].ready = true;
+            conns[evs[k].data.u32 / KV_NODES_MAX].ready[evs[k].data.u32 % KV_NODES_MAX] = true;
         for (int i = 0; i < b->conns; i++)
-            if (conns[i].ready) {
-                conns[i].ready = false;
-                outstanding -= s_drain(b, &conns[i], &r, &interval);
-            }
+            for (int k = 0; k < b->nsocks; k++)
+                if (conns[i].ready[k]) {
+                    conns[i].ready[k] = false;
+                    outstanding -= s_drain(b, &conns[i], conns[i].socks[k], &r, &interval);
+                }
         now = s_now_ns();
         /* expire requests older than the timeout (checked every 100 ms) */
         if (now >= next_expiry) {
@@ -401,7 +424,8 @@ int main(int argc, char **argv)
                  .seconds = 10, .timeout_ms = 5000};
     b.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;
     const char *wl = "read";
-    enum { OPT_COUNT = 256, OPT_RATE, OPT_SET, OPT_BYTES, OPT_TIMEOUT, OPT_PROGRESS, OPT_NOPROGRESS, OPT_JSON };
+    enum { OPT_COUNT = 256, OPT_RATE, OPT_SET, OPT_BYTES, OPT_TIMEOUT, OPT_PROGRESS, OPT_NOPROGRESS, OPT_JSON,
+           OPT_DIRECT };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'}, {"namespace", required_argument, NULL, 'n'},
         {"workload", required_argument, NULL, 'w'}, {"connections", required_argument, NULL, 'c'},
@@ -411,6 +435,7 @@ int main(int argc, char **argv)
         {"set", required_argument, NULL, OPT_SET}, {"bytes", no_argument, NULL, OPT_BYTES},
         {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NOPROGRESS}, {"json", no_argument, NULL, OPT_JSON},
+        {"direct", no_argument, NULL, OPT_DIRECT},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
     };
     int c;
@@ -447,6 +472,7 @@ int main(int argc, char **argv)
         case OPT_PROGRESS: b.progress = b.progress_set = true; break;
         case OPT_NOPROGRESS: b.progress = false; b.progress_set = true; break;
         case OPT_JSON: b.json = true; break;
+        case OPT_DIRECT: b.direct = true; break;
         case 'h': help(); return 0;
         case 'V': printf("kvbench %s\n", KV_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -507,6 +533,12 @@ int main(int argc, char **argv)
     }
     kv_reply_close(&rep);
     kv_client_destroy(&probe);
+    b.nsocks = 1;
+    if (b.direct) {
+        if (!(b.cmap = kv_cmap_new(b.endpoint, b.timeout_ms, why, sizeof why)))
+            kv_die(2, "--direct: %s", why);
+        b.nsocks = kv_cmap_table(b.cmap)->n;
+    }
 
     s_prepare(&b);
     void *ctx = zmq_ctx_new();
@@ -514,27 +546,32 @@ int main(int argc, char **argv)
         kv_die(2, "epoll_create1: %s", strerror(errno));
     conn_t *conns = calloc((size_t) b.conns, sizeof *conns);
     for (int i = 0; i < b.conns; i++) {
-        conns[i].sock = zmq_socket(ctx, ZMQ_DEALER);
-        int linger = 0, hwm = 0;
-        zmq_setsockopt(conns[i].sock, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_setsockopt(conns[i].sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-        zmq_setsockopt(conns[i].sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-        if (zmq_connect(conns[i].sock, b.endpoint) != 0)
-            kv_die(2, "cannot connect to %s: %s", b.endpoint, zmq_strerror(errno));
         conns[i].slots = calloc((size_t) b.in_flight, sizeof(pending_t));
-        msgpack_sbuffer_init(&conns[i].out);
-        int fd;
-        size_t fdlen = sizeof fd;
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t) i};
-        if (zmq_getsockopt(conns[i].sock, ZMQ_FD, &fd, &fdlen) != 0 || epoll_ctl(b.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-            kv_die(2, "cannot watch connection %d: %s", i, strerror(errno));
+        for (int k = 0; k < b.nsocks; k++) {
+            const char *ep = b.direct ? kv_cmap_table(b.cmap)->nodes[k].endpoint : b.endpoint;
+            void *sock = conns[i].socks[k] = zmq_socket(ctx, ZMQ_DEALER);
+            int linger = 0, hwm = 0;
+            zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+            zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+            zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+            if (zmq_connect(sock, ep) != 0)
+                kv_die(2, "cannot connect to %s: %s", ep, zmq_strerror(errno));
+            msgpack_sbuffer_init(&conns[i].outs[k]);
+            int fd;
+            size_t fdlen = sizeof fd;
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t) (i * KV_NODES_MAX + k)};
+            if (zmq_getsockopt(sock, ZMQ_FD, &fd, &fdlen) != 0 || epoll_ctl(b.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+                kv_die(2, "cannot watch connection %d: %s", i, strerror(errno));
+        }
     }
     for (int i = 0; i < nrun && !s_stop; i++)
         s_run(&b, conns, run[i]);
     for (int i = 0; i < b.conns; i++) {
-        zmq_close(conns[i].sock);
+        for (int k = 0; k < b.nsocks; k++) {
+            zmq_close(conns[i].socks[k]);
+            msgpack_sbuffer_destroy(&conns[i].outs[k]);
+        }
         free(conns[i].slots);
-        msgpack_sbuffer_destroy(&conns[i].out);
     }
     free(conns);
     close(b.epfd);
@@ -543,5 +580,6 @@ int main(int argc, char **argv)
     free(list);
     msgpack_sbuffer_destroy(&b.get_body);
     msgpack_sbuffer_destroy(&b.put_body);
+    kv_cmap_destroy(&b.cmap);
     return s_stop ? 130 : 0;
 }

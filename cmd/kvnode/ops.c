@@ -5,6 +5,7 @@
 #include "request.h"
 #include "disk.h"
 #include "replica.h"
+#include "cluster.h"
 #include "kv_digest.h"
 #include "kv_err.h"
 #include "kv_mp.h"
@@ -769,6 +770,12 @@ int op_scan(server_t *s, req_t *r)
         return KV_ERR_BAD_REQUEST;
     if (pto <= pfrom)
         return srv_fail(s, KV_ERR_BAD_REQUEST, "empty partition range %lld..%lld", (long long) pfrom, (long long) pto);
+    /* in a cluster, a page covers only partitions this node masters: it
+     * starts at one, and stops before the first it does not master,
+     * with next = [that partition] for the client to ask its master */
+    if (!cluster_serves(s->cluster, (uint16_t) pfrom))
+        return srv_fail(s, KV_ERR_WRONG_NODE, "this node is not the master of partition %lld in table version %u",
+                        (long long) pfrom, cluster_table(s->cluster)->version);
     if (srv_field(r, F_AFTER, &v) == 0
         && (kv_mp_read_bin(&v, &after, &n) != 0 || n != KV_DIGEST_SIZE))
         return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'after' must be a %d-byte digest", KV_DIGEST_SIZE);
@@ -782,10 +789,14 @@ int op_scan(server_t *s, req_t *r)
     uint32_t count = 0;
     int64_t pid = pfrom;
     const kv_rec_t *last = NULL;
-    bool full = false;
+    bool full = false, handoff = false;
     /* Walk partitions; within one, take records in digest order after the
      * cursor.  Records filtered out by set still advance the cursor. */
     while (pid < pto && !full) {
+        if (!cluster_serves(s->cluster, (uint16_t) pid)) {
+            handoff = true;
+            break;
+        }
         bool more;
         uint32_t got = store_scan_partition(r->ns, (uint32_t) pid, after, r->now, s->scan_buf, (uint32_t) max, &more);
         for (uint32_t i = 0; i < got; i++) {
@@ -815,6 +826,9 @@ int op_scan(server_t *s, req_t *r)
         msgpack_pack_int64(&s->pk, pid);
         msgpack_pack_bin(&s->pk, KV_DIGEST_SIZE);
         msgpack_pack_bin_body(&s->pk, last->digest, KV_DIGEST_SIZE);
+    } else if (handoff) {
+        msgpack_pack_array(&s->pk, 1);
+        msgpack_pack_int64(&s->pk, pid);
     } else
         msgpack_pack_nil(&s->pk);
     kv_mp_pack_cstr(&s->pk, "records");

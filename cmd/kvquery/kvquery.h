@@ -3,6 +3,7 @@
 #define KVQUERY_H
 
 #include "kv_client.h"
+#include "kv_cmap.h"
 #include "kv_digest.h"
 #include <jansson.h>
 #include <stdbool.h>
@@ -15,6 +16,8 @@ enum { EXIT_OK = 0, EXIT_NEGATIVE = 1, EXIT_ERROR = 2 };
 
 typedef struct {
     kv_client_t *client;
+    bool direct;        /* --direct: requests go to partition masters (cmap) */
+    kv_cmap_t *cmap;
     const char *endpoint;
     int format;
     int timeout_ms;
@@ -60,6 +63,11 @@ int kq_cmd_import(kq_t *q, int argc, char **argv);
 /* Report a failed request: "kvquery: WHAT: reason"; returns the exit code. */
 int kq_report(const char *what, kv_reply_t *rep);
 int kq_connect(kq_t *q);
+/* Send req and wait for its reply: to the endpoint, or with --direct to
+ * its partition's master.  A WRONG_NODE reply (a table change) is tried
+ * again a few times, with --direct after refreshing the table.  EXIT_OK
+ * with *rep (any status), or EXIT_ERROR after reporting what failed. */
+int kq_call(kq_t *q, const char *what, kv_req_t *req, kv_reply_t *rep);
 
 void kq_args_test(bool verbose);
 

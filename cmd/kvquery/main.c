@@ -17,7 +17,7 @@
 #define DEFAULT_TIMEOUT_MS 5000
 
 static const char *s_usage =
-    "usage: kvquery [-hV] [-e endpoint] [--format jsonl|table|raw] [--timeout ms] [--int-key] [--no-send-key] command [argument ...]\n"
+    "usage: kvquery [-hV] [-e endpoint] [--direct] [--format jsonl|table|raw] [--timeout ms] [--int-key] [--no-send-key] command [argument ...]\n"
     "       kvquery put ns set key bin=value ... [--ttl n] [--exists policy] [--gen n --gen-policy eq|gt]\n"
     "       kvquery get ns set key [bin ...]\n"
     "       kvquery exists ns set key\n"
@@ -40,6 +40,8 @@ static void help(void)
            "      --timeout MS         wait at most MS for each reply (default %d)\n"
            "      --int-key            keys are 64-bit integers, not strings\n"
            "      --no-send-key        do not store the key with the record\n"
+           "      --direct             the endpoint is a kvroute: fetch its partition table and send\n"
+           "                           each record request straight to its partition's master\n"
            "  A bin is BIN=VALUE (a string) or BIN:TYPE=VALUE, TYPE one of\n"
            "  str, int, float, bool, bytes (base64), json, nil.\n"
            "  An op is read:BIN, write:BIN=VALUE, add:BIN=N, append:BIN=S,\n"
@@ -52,29 +54,12 @@ static void help(void)
 }
 
 /* Send req and wait; on success *rep holds an OK reply.  Returns exit code. */
-#define WRONG_NODE_RETRIES 5 /* waiting 20, 40, 80, 160, 320 ms */
-
 static int s_call(kq_t *q, const char *what, kv_req_t *req, kv_reply_t *rep)
 {
-    int rc = kq_connect(q);
-    if (rc != EXIT_OK) {
-        kv_req_destroy(req);
-        return rc;
-    }
-    /* WRONG_NODE: the cluster's table is changing under a router, or the
-     * node is not the partition's master; try again a few times */
-    for (int attempt = 0;; attempt++) {
-        rc = kv_client_call(q->client, req, rep, q->timeout_ms);
-        if (rc != 0 || rep->hdr.status != KV_ERR_WRONG_NODE || attempt == WRONG_NODE_RETRIES)
-            break;
-        kv_reply_close(rep);
-        usleep(20000u << attempt);
-    }
+    int rc = kq_call(q, what, req, rep);
     kv_req_destroy(req);
-    if (rc != 0) {
-        kv_warn("%s: %s", what, kv_client_error(q->client));
-        return EXIT_ERROR;
-    }
+    if (rc != EXIT_OK)
+        return rc;
     if (rep->hdr.status != KV_OK) {
         rc = kq_report(what, rep);
         kv_reply_close(rep);
@@ -217,16 +202,10 @@ static int cmd_exists(kq_t *q, int argc, char **argv)
     if (rc != EXIT_OK)
         return rc;
     kv_reply_t rep;
-    if ((rc = kq_connect(q)) != EXIT_OK) {
-        kv_req_destroy(&req);
-        return rc;
-    }
-    rc = kv_client_call(q->client, &req, &rep, q->timeout_ms);
+    rc = kq_call(q, what, &req, &rep);
     kv_req_destroy(&req);
-    if (rc != 0) {
-        kv_warn("%s: %s", what, kv_client_error(q->client));
-        return EXIT_ERROR;
-    }
+    if (rc != EXIT_OK)
+        return rc;
     if (rep.hdr.status != KV_OK && rep.hdr.status != KV_ERR_NOT_FOUND) {
         rc = kq_report(what, &rep);
         kv_reply_close(&rep);
@@ -369,14 +348,14 @@ int main(int argc, char **argv)
     kq_t q = {.format = FMT_JSONL, .timeout_ms = DEFAULT_TIMEOUT_MS, .in_flight = 64};
     q.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;
     enum { OPT_FORMAT = 256, OPT_TIMEOUT, OPT_INTKEY, OPT_TTL, OPT_EXISTS, OPT_GEN, OPT_GENPOL, OPT_STRICT,
-           OPT_INFLIGHT, OPT_NOSENDKEY };
+           OPT_INFLIGHT, OPT_NOSENDKEY, OPT_DIRECT };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'},   {"format", required_argument, NULL, OPT_FORMAT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"int-key", no_argument, NULL, OPT_INTKEY},
         {"ttl", required_argument, NULL, OPT_TTL},    {"exists", required_argument, NULL, OPT_EXISTS},
         {"gen", required_argument, NULL, OPT_GEN},    {"gen-policy", required_argument, NULL, OPT_GENPOL},
         {"strict", no_argument, NULL, OPT_STRICT},    {"in-flight", required_argument, NULL, OPT_INFLIGHT},
-        {"no-send-key", no_argument, NULL, OPT_NOSENDKEY},
+        {"no-send-key", no_argument, NULL, OPT_NOSENDKEY}, {"direct", no_argument, NULL, OPT_DIRECT},
         {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -411,6 +390,7 @@ int main(int argc, char **argv)
             break;
         case OPT_INTKEY: q.int_key = true; break;
         case OPT_NOSENDKEY: q.no_send_key = true; break;
+        case OPT_DIRECT: q.direct = true; break;
         case OPT_TTL:
             if (kv_parse_int(optarg, -2, KV_TTL_MAX, &q.ttl) != 0)
                 return s_bad_usage("--ttl '%s': expected seconds, 0 (namespace default), -1 (never) or -2 (keep)", optarg);
@@ -475,6 +455,7 @@ int main(int argc, char **argv)
             rc = EXIT_ERROR;
         }
         kv_client_destroy(&q.client);
+        kv_cmap_destroy(&q.cmap);
         return rc;
     }
     return s_bad_usage("unknown command '%s'", cmd);

@@ -30,6 +30,41 @@ static char *s_chomp(char *line)
     return line;
 }
 
+/* A batch as one get per key, each to its partition's master: with
+ * --direct, and through a router (which does not take BATCH).  Records
+ * print in the order of the keys; a key's error is reported and the
+ * others still print. */
+static int s_batch_gets(kq_t *q, const char *ns, const char *set, const kv_key_t *kk, char **keys, int from,
+                        int nkeys)
+{
+    int rc = EXIT_OK;
+    for (int i = from; i < nkeys; i++) {
+        kv_req_t req;
+        kv_req_init(&req, KV_OP_GET);
+        if (kv_req_record(&req, ns, set, &kk[i], false) != 0) {
+            kv_warn("batch %s/%s: set name too long", ns, set);
+            kv_req_destroy(&req);
+            return EXIT_ERROR;
+        }
+        char what[600];
+        snprintf(what, sizeof what, "batch %s/%s/%s", ns, set, keys[i]);
+        kv_reply_t rep;
+        int r = kq_call(q, what, &req, &rep);
+        kv_req_destroy(&req);
+        if (r != EXIT_OK)
+            return r;
+        if (rep.hdr.status == KV_OK)
+            kq_print_record(q, ns, set, &kk[i], kv_reply_data(&rep), kv_reply_size(&rep));
+        else {
+            kv_warn("%s: %s", what, kv_err_name(rep.hdr.status));
+            if (rc == EXIT_OK)
+                rc = kv_err_is_negative(rep.hdr.status) ? EXIT_NEGATIVE : EXIT_ERROR;
+        }
+        kv_reply_close(&rep);
+    }
+    return rc;
+}
+
 int kq_cmd_batch(kq_t *q, int argc, char **argv)
 {
     const char *ns = argv[0], *set = argv[1];
@@ -63,6 +98,10 @@ int kq_cmd_batch(kq_t *q, int argc, char **argv)
         }
     if ((rc = kq_connect(q)) != EXIT_OK)
         goto done;
+    if (q->direct) {
+        rc = s_batch_gets(q, ns, set, kk, keys, 0, nkeys);
+        goto done;
+    }
     for (int start = 0; start < nkeys;) {
         int n = nkeys - start < BATCH_CHUNK ? nkeys - start : BATCH_CHUNK;
         kv_req_t req;
@@ -91,6 +130,12 @@ int kq_cmd_batch(kq_t *q, int argc, char **argv)
             goto done;
         }
         kv_req_destroy(&req);
+        if (rep.hdr.status == KV_ERR_UNSUPPORTED && rep.hdr.table_version > 0) {
+            /* a router: the keys one by one, through it */
+            kv_reply_close(&rep);
+            rc = s_batch_gets(q, ns, set, kk, keys, start, nkeys);
+            goto done;
+        }
         if (rep.hdr.status != KV_OK) {
             rc = kq_report(what, &rep);
             kv_reply_close(&rep);
@@ -152,6 +197,7 @@ static int s_scan_send(kq_t *q, const char *ns, const char *set, stream_t *st, i
     if (set)
         kv_req_str(&req, "set", set, strlen(set));
     kv_req_int(&req, "pfrom", pid);
+    req.hdr.pid = (uint16_t) pid; /* a router sends the page to this partition's master */
     kv_req_int(&req, "pto", st->pto);
     kv_req_int(&req, "max", SCAN_PAGE);
     if (after) {
@@ -229,9 +275,11 @@ static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, boo
         if (kv_mp_read_nil(&nx) == 0) {
             s->done = true;
             active--;
-        } else if (kv_mp_read_array(&nx, &n2) == 0 && n2 == 2 && kv_mp_read_int(&nx, &pid) == 0
-                   && kv_mp_read_bin(&nx, &after, &al) == 0 && al == KV_DIGEST_SIZE && pid >= s->pfrom
-                   && pid < s->pto) {
+        } else if (kv_mp_read_array(&nx, &n2) == 0 && (n2 == 1 || n2 == 2) && kv_mp_read_int(&nx, &pid) == 0
+                   && (n2 == 1 ? (after = NULL, true)
+                               : kv_mp_read_bin(&nx, &after, &al) == 0 && al == KV_DIGEST_SIZE)
+                   && pid >= s->pfrom && pid < s->pto) {
+            /* [pid]: the node masters no more of the range; pid's master goes on */
             if (s_scan_send(q, ns, set, s, (int) pid, after) != 0) {
                 kv_warn("%s: %s", what, kv_client_error(q->client));
                 kv_reply_close(&rep);

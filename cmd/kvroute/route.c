@@ -841,9 +841,11 @@ static void s_from_client(route_t *r)
                     s_info_cluster(r);
                 else if (wl == 10 && memcmp(w, "partitions", 10) == 0)
                     s_info_partitions(r);
+                else if (wl == 5 && memcmp(w, "table", 5) == 0) /* for smart clients */
+                    kv_ptable_pack(&r->base, &r->pk);
                 else if (s_info_ns(r, w, wl) != 0)
                     s_reply_error(r, &rh, KV_ERR_BAD_REQUEST,
-                                  "unknown info '%.*s' for a router (cluster, partitions or a namespace name)",
+                                  "unknown info '%.*s' for a router (cluster, partitions, table or a namespace name)",
                                   (int) (wl > 64 ? 64 : wl), w);
             } else if (h.op == KV_OP_CLUSTER) {
                 kv_mp_t v;
@@ -853,7 +855,7 @@ static void s_from_client(route_t *r)
                     kv_mp_read_str(&v, &c, &l);
                 quiet = l == 9 && memcmp(c, "heartbeat", 9) == 0;
                 s_admin(r, &rh, body, h.body_len);
-            } else if (h.op == KV_OP_BATCH || h.op == KV_OP_SCAN)
+            } else if (h.op == KV_OP_BATCH)
                 s_reply_error(r, &rh, KV_ERR_UNSUPPORTED,
                               "%s through kvroute is not supported yet: send it to each node", kv_op_name(h.op));
             else if (!kv_op_name(h.op))

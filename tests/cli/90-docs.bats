@@ -24,6 +24,12 @@ setup() {
     [ "$status" -eq 0 ]
 }
 
+@test "kvroute --help matches the SYNOPSIS of kvroute(1)" {
+    run "$ROOT/tests/tools/check-synopsis.sh" kvroute
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
 @test "every man page has EXAMPLES and they all run: kvbench.1" {
     run "$ROOT/tests/tools/run-examples.sh" man/kvbench.1
     echo "$output"
@@ -34,6 +40,7 @@ setup() {
     [ "$("$ROOT/bin/kvquery" -h)" = "$("$ROOT/bin/kvquery" --help)" ]
     [ "$("$ROOT/bin/kvnode" -h)" = "$("$ROOT/bin/kvnode" --help)" ]
     [ "$("$ROOT/bin/kvbench" -h)" = "$("$ROOT/bin/kvbench" --help)" ]
+    [ "$("$ROOT/bin/kvroute" -h)" = "$("$ROOT/bin/kvroute" --help)" ]
 }
 
 @test "-V prints the program name and version" {
@@ -43,6 +50,8 @@ setup() {
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvnode\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
     run "$ROOT/bin/kvbench" -V
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvbench\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    run "$ROOT/bin/kvroute" -V
+    [ "$status" -eq 0 ] && [[ "$output" =~ ^kvroute\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 }
 
 @test "every man page has EXAMPLES and they all run: kvquery.1" {
@@ -53,6 +62,12 @@ setup() {
 
 @test "every man page has EXAMPLES and they all run: kvnode.1" {
     run "$ROOT/tests/tools/run-examples.sh" man/kvnode.1
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "every man page has EXAMPLES and they all run: kvroute.1" {
+    run "$ROOT/tests/tools/run-examples.sh" man/kvroute.1
     echo "$output"
     [ "$status" -eq 0 ]
 }

@@ -4,37 +4,65 @@
 # Every "tcp://127.0.0.1:7700" is replaced by the test node's endpoint, and
 # every "/tmp/" by the temporary directory (so examples leave nothing).  A
 # line starting with "kvnode " replaces the running node (started in the
-# background with --ready-file).  Every other line must exit 0.
+# background with --ready-file).  Likewise every "tcp://127.0.0.1:7800" is
+# replaced by a second free endpoint, and a line starting with "kvroute "
+# starts (or replaces) a kvroute in the background, next to the node.
+# Every other line must exit 0.
 set -u
 page=$1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export PATH="$root/bin:$PATH"
 work=$(mktemp -d)
 node_pid=
+router_pid=
 cleanup() {
     [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+    [ -n "$router_pid" ] && kill "$router_pid" 2>/dev/null && wait "$router_pid" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 cd "$work" || exit 2
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+read -r port rport < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
 endpoint="tcp://127.0.0.1:$port"
+router_endpoint="tcp://127.0.0.1:$rport"
 export KV_ENDPOINT=$endpoint
+
+# start_server NAME COMMAND...: start a kvnode or kvroute in the background
+# with a ready file and wait for it; its pid in server_pid.
+start_server() {
+    local name=$1
+    shift
+    rm -f "$work/.$name.ready"
+    eval "exec $* --ready-file $work/.$name.ready" > "$work/.$name.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 200); do
+        [ -s "$work/.$name.ready" ] && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "$name did not start: $*"; cat "$work/.$name.log"; return 1
+}
 
 start_node() { # command line of kvnode
     if [ -n "$node_pid" ]; then
         kill "$node_pid"; wait "$node_pid" 2>/dev/null; node_pid=
     fi
-    rm -f "$work/.ready"
-    eval "exec $* --ready-file $work/.ready" > "$work/.node.log" 2>&1 &
-    node_pid=$!
-    for _ in $(seq 200); do
-        [ -s "$work/.ready" ] && return 0
-        kill -0 "$node_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    echo "node did not start: $*"; cat "$work/.node.log"; return 1
+    start_server node "$@"; local rc=$?
+    node_pid=$server_pid
+    return $rc
+}
+
+start_router() { # command line of kvroute
+    if [ -n "$router_pid" ]; then
+        kill "$router_pid"; wait "$router_pid" 2>/dev/null; router_pid=
+    fi
+    start_server router "$@"; local rc=$?
+    router_pid=$server_pid
+    return $rc
 }
 
 # .Dl lines of the EXAMPLES section, with mdoc escapes undone
@@ -48,11 +76,17 @@ n=0
 while IFS= read -r line; do
     n=$((n + 1))
     cmd=${line//tcp:\/\/127.0.0.1:7700/$endpoint}
+    cmd=${cmd//tcp:\/\/127.0.0.1:7800/$router_endpoint}
     cmd=${cmd//\/tmp\//$work\/}
     case "$cmd" in
     kvnode\ *)
         case "$cmd" in *"$endpoint"*) ;; *) echo "$page example $n: a kvnode example must listen on tcp://127.0.0.1:7700: $line"; exit 1 ;; esac
         start_node "$cmd" || exit 1
+        echo "ok: $line"
+        continue ;;
+    kvroute\ *)
+        case "$cmd" in *"$router_endpoint"*) ;; *) echo "$page example $n: a kvroute example must listen on tcp://127.0.0.1:7800: $line"; exit 1 ;; esac
+        start_router "$cmd" || exit 1
         echo "ok: $line"
         continue ;;
     esac

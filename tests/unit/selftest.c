@@ -8,6 +8,7 @@
 #include "../../cmd/kvnode/store.h"
 #include "../../cmd/kvquery/kvquery.h"
 #include "kv_client.h"
+#include "kv_cmap.h"
 #include "kv_digest.h"
 #include "kv_err.h"
 #include "kv_json.h"
@@ -28,7 +29,7 @@ static const struct {
     {"kv_err", kv_err_test},       {"kv_proto", kv_proto_test}, {"kv_digest", kv_digest_test},
     {"kv_mp", kv_mp_test},         {"kv_json", kv_json_test},   {"kv_util", kv_util_test},
     {"kv_client", kv_client_test}, {"store", store_test},       {"disk", disk_test},         {"config", config_test},
-    {"kv_ptable", kv_ptable_test}, {"cluster", cluster_test},
+    {"kv_ptable", kv_ptable_test}, {"cluster", cluster_test}, {"kv_cmap", kv_cmap_test},
     {"server", server_test},   {"kvquery_args", kq_args_test}, {"kvbench_hist", hist_test},
 };
 
