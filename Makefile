@@ -64,6 +64,10 @@ build/tests/zmq_echo: build/tests/bench/zmq_echo.o
 	@echo "LD $@"
 	@$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+build/tests/redis_wait: build/tests/bench/redis_wait.o
+	@echo "LD $@"
+	@$(CC) $(ALL_LDFLAGS) -o $@ $^ -lpthread
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # Debian packages the build, tests and demo need; installs only what is missing.
@@ -108,6 +112,12 @@ bench-storage: deps
 	$(MAKE) all
 	tests/bench/storage.py $(BENCH_ARGS)
 
+# 3 kvnodes + kvroute (rf=2) against Redis primary + replica (SET + WAIT 1 0)
+bench-cluster: deps
+	$(call install_missing,$(BENCH_DEB_PKGS))
+	$(MAKE) all build/tests/redis_wait
+	tests/bench/cluster.py $(BENCH_ARGS)
+
 demo: deps
 	$(MAKE) all
 	examples/demo.sh
@@ -138,4 +148,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test fault demo bench bench-storage fuzz install uninstall clean
+.PHONY: all deps test fault demo bench bench-storage bench-cluster fuzz install uninstall clean

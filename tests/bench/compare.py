@@ -25,6 +25,23 @@ def free_port():
     return p
 
 
+def process_group():
+    """A list to put started servers in, and a function that stops them
+    (also run on SIGTERM)."""
+    procs = []
+
+    def cleanup(*_):
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+    return procs, cleanup
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -44,27 +61,22 @@ def wait_file(path, proc, what, timeout=10):
     sys.exit(f"compare: {what} did not become ready in {timeout} s")
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def bench_args(keys, doc=None):
+    """The options every comparison takes; returns them and the taskset
+    prefixes for servers (CPU 0) and load generators (CPU 1) with --pin."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--keys", type=int, default=1000000)
+    ap.add_argument("--keys", type=int, default=keys)
     ap.add_argument("--pin", action="store_true")
     args = ap.parse_args()
-    srv = ["taskset", "-c", "0"] if args.pin else []
-    cli = ["taskset", "-c", "1"] if args.pin else []
-    tmp = tempfile.mkdtemp(prefix="kvbench-compare.")
-    procs = []
+    return args, ["taskset", "-c", "0"] if args.pin else [], ["taskset", "-c", "1"] if args.pin else []
 
-    def cleanup(*_):
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-    signal.signal(signal.SIGTERM, lambda *a: (cleanup(), sys.exit(1)))
+
+def main():
+    args, srv, cli = bench_args(1000000)
+    tmp = tempfile.mkdtemp(prefix="kvbench-compare.")
+    procs, cleanup = process_group()
 
     try:
         rport = free_port()
