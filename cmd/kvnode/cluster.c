@@ -37,6 +37,8 @@ struct cluster {
     bool recovering;      /* started with a table that ranks it: serves no partition until
                              a router installs a newer one (it may have missed writes) */
     uint64_t boot;        /* random per start: routers see a restart */
+    bool removed;         /* taken out of the cluster on request (kvquery cluster remove):
+                             every router leaves it out until it is added again */
     uint32_t inst;        /* the version the acceptor state below is for */
     ballot_t promised, accepted_b;
     kv_ptable_t accepted; /* valid if accepted_b.round */
@@ -151,7 +153,12 @@ static int s_save(cluster_t *c, char *why, size_t whylen)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 5);
+    msgpack_pack_map(&pk, 6);
+    kv_mp_pack_cstr(&pk, "removed");
+    if (c->removed)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
     kv_mp_pack_cstr(&pk, "table");
     kv_ptable_pack(&c->table, &pk);
     kv_mp_pack_cstr(&pk, "inst");
@@ -206,6 +213,11 @@ static int s_load(cluster_t *c, char *why, size_t whylen)
         } else if (KEY("promised") || KEY("accepted_ballot")) {
             if (s_read_ballot(&v, KEY("promised") ? &c->promised : &c->accepted_b) != 0) {
                 snprintf(inner, sizeof inner, "bad ballot '%.*s'", (int) kl, k);
+                goto bad;
+            }
+        } else if (KEY("removed")) {
+            if (kv_mp_read_bool(&v, &c->removed) != 0) {
+                snprintf(inner, sizeof inner, "bad 'removed'");
                 goto bad;
             }
         } else if (KEY("accepted")) {
@@ -347,6 +359,7 @@ typedef struct {
     kv_ptable_t *table;
     const char *router;
     uint32_t router_len;
+    int removed; /* -1 absent, else 0 or 1 */
 } cmd_t;
 
 /* Read the body's fields; unknown ones are skipped (newer routers). */
@@ -380,6 +393,11 @@ static int s_parse(server_t *s, req_t *r, cmd_t *c)
             if (kv_ptable_unpack(c->table, &v, why, sizeof why) != 0)
                 return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'table': %s", why);
             c->has_table = true;
+        } else if (KEY("removed")) {
+            bool b;
+            if (kv_mp_read_bool(&v, &b) != 0)
+                return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'removed' must be a boolean");
+            c->removed = b;
         } else if (KEY("router")) {
             if (kv_mp_read_str(&v, &c->router, &c->router_len) != 0 || c->router_len == 0 ||
                 c->router_len > KV_ENDPOINT_MAX || memchr(c->router, '\0', c->router_len))
@@ -397,7 +415,12 @@ static int s_parse(server_t *s, req_t *r, cmd_t *c)
 static void s_pack_self(server_t *s, msgpack_packer *pk, int extra)
 {
     cluster_t *c = s->cluster;
-    msgpack_pack_map(pk, (uint32_t) (7 + extra));
+    msgpack_pack_map(pk, (uint32_t) (8 + extra));
+    kv_mp_pack_cstr(pk, "removed");
+    if (c->removed)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
     kv_mp_pack_cstr(pk, "boot");
     msgpack_pack_uint64(pk, c->boot);
     kv_mp_pack_cstr(pk, "recovering");
@@ -524,13 +547,13 @@ int op_cluster(server_t *s, req_t *r)
     kv_ptable_t *t = malloc(sizeof *t);
     if (!t)
         return srv_fail(s, KV_ERR_SERVER, "out of memory");
-    cmd_t m = {.table = t};
+    cmd_t m = {.table = t, .removed = -1};
     int rc = s_parse(s, r, &m);
     char why[1400];
 #define CMD(x) (m.cmd_len == strlen(x) && memcmp(m.cmd, x, m.cmd_len) == 0)
     if (rc != KV_OK) {
     } else if (!m.cmd) {
-        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "missing field 'cmd' (state, prepare, accept, commit, heartbeat-to)");
+        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "missing field 'cmd' (state, prepare, accept, commit, set-removed, heartbeat-to)");
     } else if (CMD("state")) {
         s_pack_self(s, &s->pk, 4);
         kv_mp_pack_cstr(&s->pk, "table");
@@ -600,13 +623,27 @@ int op_cluster(server_t *s, req_t *r)
         }
         if (rc == KV_OK)
             rc = s_vote(s, true, false);
+    } else if (CMD("set-removed")) {
+        if (m.removed < 0)
+            rc = srv_fail(s, KV_ERR_BAD_REQUEST, "set-removed needs 'removed' (a boolean)");
+        else if (c->removed != (m.removed == 1)) {
+            c->removed = m.removed == 1;
+            if (s_save(c, why, sizeof why) != 0) {
+                c->removed = !c->removed;
+                kv_warn("%s", why);
+                rc = srv_fail(s, KV_ERR_SERVER, "%s", why);
+            } else
+                kv_warn("%s the cluster on request", c->removed ? "removed from" : "back in");
+        }
+        if (rc == KV_OK)
+            s_pack_self(s, &s->pk, 0);
     } else if (CMD("heartbeat-to")) {
         if (!m.router)
             rc = srv_fail(s, KV_ERR_BAD_REQUEST, "heartbeat-to needs 'router'");
         else
             rc = s_heartbeat_to(s, &m);
     } else {
-        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "unknown cluster command '%.*s' (state, prepare, accept, commit, heartbeat-to)",
+        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "unknown cluster command '%.*s' (state, prepare, accept, commit, set-removed, heartbeat-to)",
                       (int) (m.cmd_len > 32 ? 32 : m.cmd_len), m.cmd);
     }
 #undef CMD

@@ -116,9 +116,22 @@ int main(int argc, char **argv)
     const char *ready = NULL, *config = NULL;
     int c;
     /* the config file first, then the command line over it */
-    for (int i = 1; i < argc - 1; i++)
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0)
-            config = argv[i + 1];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            config = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            config = argv[i] + 9;
+        else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2])
+            config = argv[i] + 2;
+        else if (argv[i][0] == '-' && argv[i][1] != '-' && strchr("l", argv[i][1]) && !argv[i][2])
+            i++; /* -l's value is not an option */
+        else if (strcmp(argv[i], "--listen") == 0 || strcmp(argv[i], "--node") == 0 ||
+                 strcmp(argv[i], "--hb-interval") == 0 || strcmp(argv[i], "--hb-misses") == 0 ||
+                 strcmp(argv[i], "--ready-file") == 0)
+            i++; /* nor is a long option's */
+    }
     if (config)
         s_load(&cfg, config);
     while ((c = getopt_long(argc, argv, "hVl:c:", longopts, NULL)) != -1) {

@@ -30,7 +30,8 @@ typedef struct {
     void *sock;          /* DEALER to the node */
     uint64_t id;         /* 0 until its state reply */
     nstate_t state;
-    bool removed;        /* taken out with 'cluster remove' */
+    bool removed;        /* taken out with 'cluster remove' here, not yet known to the node */
+    bool node_removed;   /* the node says it was removed (by any router) */
     char why[400];       /* why refused */
     uint64_t seen_ms;    /* last heartbeat or reply */
     uint64_t asked_ms;   /* when its state was asked (0 = not pending) */
@@ -128,6 +129,21 @@ static void s_commit_to(route_t *r, rnode_t *nd, const kv_ptable_t *t, uint64_t 
     s_send(r, nd, s_reqid(r, K_COMMIT), &sb);
     msgpack_sbuffer_destroy(&sb);
     nd->commit_ms = now;
+}
+
+/* Tell the node it is removed (or back): every router then leaves it out. */
+static void s_set_removed(route_t *r, rnode_t *nd, bool removed)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    s_body(&sb, &pk, "set-removed", 1);
+    kv_mp_pack_cstr(&pk, "removed");
+    if (removed)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    s_send(r, nd, s_reqid(r, K_STATE), &sb); /* its reply is a state reply */
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static rnode_t *s_by_id(route_t *r, uint64_t id)
@@ -406,7 +422,7 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
     kv_mp_t v = kv_mp(body, len);
     uint32_t n;
     int64_t id = 0, version = -1, cluster = 0, boot = 0;
-    bool recovering = false;
+    bool recovering = false, removed = false;
     char sig[NS_SIG_MAX] = "";
     bool have_sig = false;
     kv_ptable_t *t = malloc(sizeof *t);
@@ -437,6 +453,9 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
         } else if (KEY("recovering")) {
             if (kv_mp_read_bool(&v, &recovering) != 0)
                 goto bad;
+        } else if (KEY("removed")) {
+            if (kv_mp_read_bool(&v, &removed) != 0)
+                goto bad;
         } else if (KEY("namespaces")) {
             if (s_ns_sig(&v, sig, sizeof sig) != 0)
                 goto bad;
@@ -459,6 +478,11 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
     nd->version = (uint32_t) version;
     nd->cluster = (uint64_t) cluster;
     nd->recovering = recovering;
+    nd->node_removed = removed;
+    if (removed)
+        nd->removed = false; /* the node has it: from now on it is the one that knows */
+    else if (nd->removed)
+        s_set_removed(r, nd, true); /* removed here while it was away: tell it now */
     if (nd->boot && (uint64_t) boot != nd->boot)
         kv_warn("node %016" PRIx64 " at %s restarted%s", nd->id, nd->endpoint,
                 recovering ? "; it serves nothing until a newer table" : "");
@@ -605,7 +629,7 @@ static void s_info_cluster(route_t *r)
         kv_mp_pack_cstr(pk, "endpoint");
         kv_mp_pack_cstr(pk, nd->endpoint);
         kv_mp_pack_cstr(pk, "state");
-        kv_mp_pack_cstr(pk, nd->removed                                              ? "removed"
+        kv_mp_pack_cstr(pk, nd->removed || nd->node_removed                          ? "removed"
                             : nd->state == N_UP && at >= 0 && t->nodes[at].filling ? "filling"
                                                                                    : s_state_names[nd->state]);
         kv_mp_pack_cstr(pk, "table_version");
@@ -732,12 +756,15 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
         rnode_t *nd = s_by_endpoint(r, ep);
         if (nd) {
             nd->removed = false;
+            s_set_removed(r, nd, false);
             if (nd->state == N_REFUSED || nd->state == N_GONE) {
                 nd->state = N_ASKING;
                 s_ask_state(r, nd, kv_mono_ms());
             }
         } else if (!(nd = s_add_node(r, ep, why, sizeof why)))
             return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster add %s: %s", ep, why);
+        else
+            s_set_removed(r, nd, false); /* it may have been removed by another router */
         msgpack_pack_map(&r->pk, 1);
         kv_mp_pack_cstr(&r->pk, "added");
         kv_mp_pack_cstr(&r->pk, ep);
@@ -751,6 +778,7 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
             return s_reply_error(r, h, KV_ERR_BAD_REQUEST, "cluster remove: no node %016" PRIx64 " in this cluster",
                                  id);
         nd->removed = true;
+        s_set_removed(r, nd, true);
         kv_warn("node %016" PRIx64 " at %s removed by request", id, nd->endpoint);
         msgpack_pack_map(&r->pk, 1);
         kv_mp_pack_cstr(&r->pk, "removed");
@@ -932,13 +960,14 @@ static void s_tick(route_t *r)
     for (int i = 0; i < r->n; i++) {
         const rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
-        if (nd->state == N_UP && !nd->removed && at >= 0 && !r->base.nodes[at].filling && !nd->recovering)
+        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
+            !nd->recovering)
             any_steady = true;
     }
     bool recovering = false;
     for (int i = 0; i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
-        if (nd->state != N_UP || nd->removed)
+        if (nd->state != N_UP || nd->removed || nd->node_removed)
             continue;
         int at = kv_ptable_find(&r->base, nd->id);
         bool filling = at >= 0 ? r->base.nodes[at].filling || (nd->recovering && any_steady) : r->base.version > 0;

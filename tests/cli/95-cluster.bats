@@ -227,3 +227,30 @@ one_table_per_version() {
     assert_failure 2
     assert_output --partial "rf '0' must be an integer from 1 to 8"
 }
+
+@test "a removal made at one router holds at another (the node remembers it)" {
+    start_nodes 3
+    start_router --node "${NODES[0]}" --node "${NODES[1]}" --node "${NODES[2]}"
+    local a=$ROUTER_EP
+    wait_until 10 nodes_up "$a" 3
+    start_router --node "${NODES[0]}" --node "${NODES[1]}" --node "${NODES[2]}"
+    local b=$ROUTER_EP
+    wait_until 10 nodes_up "$b" 3
+    local id
+    id=$(cluster_json "$a" '[n["id"] for n in d["nodes"] if n["endpoint"] == "'"${NODES[2]}"'"][0]')
+    run kvquery -e "$a" cluster remove "$id"
+    assert_success
+    wait_until 5 nodes_up "$a" 2
+    wait_until 5 nodes_up "$b" 2
+    # for 2 s (about 13 heartbeats), neither router puts it back
+    local end=$(($(_kv_now_us) + 2000000)) v
+    v=$(cluster_json "$a" 'd["version"]')
+    while [ "$(_kv_now_us)" -lt "$end" ]; do
+        [ "$(cluster_json "$b" '[n["state"] for n in d["nodes"] if n["id"] == "'"$id"'"][0]')" = removed ]
+        [ "$(cluster_json "$a" 'd["version"]')" = "$v" ]
+    done
+    # cluster add at the other router brings it back, as a filling member
+    run kvquery -e "$b" cluster add "${NODES[2]}"
+    assert_success
+    wait_until 5 bash -c "kvquery -e $a info cluster | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [n[\"state\"] for n in d[\"nodes\"] if n[\"id\"] == \"$id\"] == [\"filling\"]'"
+}
