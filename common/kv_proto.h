@@ -74,6 +74,8 @@ typedef enum {
 
 /* Header flags. */
 #define KV_F_SENDKEY 0x0001   /* store the user key with the record */
+#define KV_F_COMMIT_MASTER 0x0002 /* a write: answer once the master has it, not waiting for replicas */
+#define KV_F_ALL (KV_F_SENDKEY | KV_F_COMMIT_MASTER)
 
 /* Record-exists policy of a put (body key "exists"). */
 typedef enum {

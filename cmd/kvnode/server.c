@@ -211,8 +211,8 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
 {
     if (!kv_op_name(h->op) || !s_ops[h->op].fn)
         return srv_fail(s, KV_ERR_UNSUPPORTED, "unknown op %u", h->op);
-    if (h->flags & ~KV_F_SENDKEY)
-        return srv_fail(s, KV_ERR_BAD_REQUEST, "unknown flags 0x%04x", h->flags & ~KV_F_SENDKEY);
+    if (h->flags & ~KV_F_ALL)
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "unknown flags 0x%04x", h->flags & ~KV_F_ALL);
     if (h->status != 0)
         return srv_fail(s, KV_ERR_BAD_REQUEST, "status must be 0 in a request");
     req_t r = {.h = h, .body = body, .len = blen, .now = (uint32_t) (s->now_ms / 1000)};
@@ -318,7 +318,7 @@ static void s_handle_frame(server_t *s, const uint8_t *frame, size_t len, void (
             s->chunk_mask |= 1u << s->defer_ns;
             s->chunk_upto[s->defer_ns] = s->defer_upto;
         }
-        if (s->repl_upto) { /* wait for the replicas too */
+        if (s->repl_upto && !(rh.flags & KV_F_COMMIT_MASTER)) { /* wait for the replicas too */
             if (!s->chunk_repl_from)
                 s->chunk_repl_from = s->repl_from;
             s->chunk_repl_upto = s->repl_upto;

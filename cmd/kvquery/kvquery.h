@@ -17,6 +17,7 @@ enum { EXIT_OK = 0, EXIT_NEGATIVE = 1, EXIT_ERROR = 2 };
 typedef struct {
     kv_client_t *client;
     bool direct;        /* --direct: requests go to partition masters (cmap) */
+    bool commit_master; /* --commit-master: writes do not wait for replicas */
     kv_cmap_t *cmap;
     const char *endpoint;
     int format;

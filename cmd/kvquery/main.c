@@ -17,7 +17,7 @@
 #define DEFAULT_TIMEOUT_MS 5000
 
 static const char *s_usage =
-    "usage: kvquery [-hV] [-e endpoint] [--direct] [--format jsonl|table|raw] [--timeout ms] [--int-key] [--no-send-key] command [argument ...]\n"
+    "usage: kvquery [-hV] [-e endpoint] [--direct] [--commit-master] [--format jsonl|table|raw] [--timeout ms] [--int-key] [--no-send-key] command [argument ...]\n"
     "       kvquery put ns set key bin=value ... [--ttl n] [--exists policy] [--gen n --gen-policy eq|gt]\n"
     "       kvquery get ns set key [bin ...]\n"
     "       kvquery exists ns set key\n"
@@ -40,6 +40,8 @@ static void help(void)
            "      --timeout MS         wait at most MS for each reply (default %d)\n"
            "      --int-key            keys are 64-bit integers, not strings\n"
            "      --no-send-key        do not store the key with the record\n"
+           "      --commit-master      writes are answered once the master has them, without\n"
+           "                           waiting for the replicas (default: wait for all)\n"
            "      --direct             the endpoint is a kvroute: fetch its partition table and send\n"
            "                           each record request straight to its partition's master\n"
            "  A bin is BIN=VALUE (a string) or BIN:TYPE=VALUE, TYPE one of\n"
@@ -88,6 +90,8 @@ static int s_record_req(kq_t *q, int op, char **argv, kv_req_t *req, kv_key_t *k
 
 static void s_write_fields(kq_t *q, kv_req_t *req)
 {
+    if (q->commit_master)
+        req->hdr.flags |= KV_F_COMMIT_MASTER;
     if (q->ttl_set)
         kv_req_int(req, "ttl", q->ttl);
     if (q->exists_set)
@@ -348,7 +352,7 @@ int main(int argc, char **argv)
     kq_t q = {.format = FMT_JSONL, .timeout_ms = DEFAULT_TIMEOUT_MS, .in_flight = 64};
     q.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;
     enum { OPT_FORMAT = 256, OPT_TIMEOUT, OPT_INTKEY, OPT_TTL, OPT_EXISTS, OPT_GEN, OPT_GENPOL, OPT_STRICT,
-           OPT_INFLIGHT, OPT_NOSENDKEY, OPT_DIRECT };
+           OPT_INFLIGHT, OPT_NOSENDKEY, OPT_DIRECT, OPT_COMMIT_MASTER };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'},   {"format", required_argument, NULL, OPT_FORMAT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"int-key", no_argument, NULL, OPT_INTKEY},
@@ -356,6 +360,7 @@ int main(int argc, char **argv)
         {"gen", required_argument, NULL, OPT_GEN},    {"gen-policy", required_argument, NULL, OPT_GENPOL},
         {"strict", no_argument, NULL, OPT_STRICT},    {"in-flight", required_argument, NULL, OPT_INFLIGHT},
         {"no-send-key", no_argument, NULL, OPT_NOSENDKEY}, {"direct", no_argument, NULL, OPT_DIRECT},
+        {"commit-master", no_argument, NULL, OPT_COMMIT_MASTER},
         {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -391,6 +396,7 @@ int main(int argc, char **argv)
         case OPT_INTKEY: q.int_key = true; break;
         case OPT_NOSENDKEY: q.no_send_key = true; break;
         case OPT_DIRECT: q.direct = true; break;
+        case OPT_COMMIT_MASTER: q.commit_master = true; break;
         case OPT_TTL:
             if (kv_parse_int(optarg, -2, KV_TTL_MAX, &q.ttl) != 0)
                 return s_bad_usage("--ttl '%s': expected seconds, 0 (namespace default), -1 (never) or -2 (keep)", optarg);

@@ -31,37 +31,108 @@ static char *s_chomp(char *line)
 }
 
 /* A batch as one get per key, each to its partition's master: with
- * --direct, and through a router (which does not take BATCH).  Records
- * print in the order of the keys; a key's error is reported and the
- * others still print. */
+ * --direct, and through a router (which does not take BATCH).  The gets
+ * of up to BATCH_CHUNK keys are all sent before any answer is read, so
+ * the nodes serve them in parallel; records print in the order of the
+ * keys; a key's error is reported and the others still print. */
 static int s_batch_gets(kq_t *q, const char *ns, const char *set, const kv_key_t *kk, char **keys, int from,
                         int nkeys)
 {
     int rc = EXIT_OK;
-    for (int i = from; i < nkeys; i++) {
-        kv_req_t req;
-        kv_req_init(&req, KV_OP_GET);
-        if (kv_req_record(&req, ns, set, &kk[i], false) != 0) {
-            kv_warn("batch %s/%s: set name too long", ns, set);
-            kv_req_destroy(&req);
-            return EXIT_ERROR;
-        }
-        char what[600];
-        snprintf(what, sizeof what, "batch %s/%s/%s", ns, set, keys[i]);
-        kv_reply_t rep;
-        int r = kq_call(q, what, &req, &rep);
-        kv_req_destroy(&req);
-        if (r != EXIT_OK)
-            return r;
-        if (rep.hdr.status == KV_OK)
-            kq_print_record(q, ns, set, &kk[i], kv_reply_data(&rep), kv_reply_size(&rep));
-        else {
-            kv_warn("%s: %s", what, kv_err_name(rep.hdr.status));
-            if (rc == EXIT_OK)
-                rc = kv_err_is_negative(rep.hdr.status) ? EXIT_NEGATIVE : EXIT_ERROR;
-        }
-        kv_reply_close(&rep);
+    char why[512];
+    kv_reply_t *reps = calloc(BATCH_CHUNK, sizeof *reps);
+    uint64_t *ids = calloc(BATCH_CHUNK, sizeof *ids);
+    kv_client_t **via = calloc(BATCH_CHUNK, sizeof *via);
+    bool *have = calloc(BATCH_CHUNK, sizeof *have);
+    if (!reps || !ids || !via || !have) {
+        kv_warn("batch %s/%s: out of memory", ns, set);
+        rc = EXIT_ERROR;
+        goto out;
     }
+    for (int start = from; start < nkeys && rc != EXIT_ERROR; start += BATCH_CHUNK) {
+        int n = nkeys - start < BATCH_CHUNK ? nkeys - start : BATCH_CHUNK;
+        memset(have, 0, (size_t) n * sizeof *have);
+        for (int i = 0; i < n; i++) { /* send them all */
+            kv_req_t req;
+            kv_req_init(&req, KV_OP_GET);
+            if (kv_req_record(&req, ns, set, &kk[start + i], false) != 0) {
+                kv_warn("batch %s/%s: set name too long", ns, set);
+                kv_req_destroy(&req);
+                rc = EXIT_ERROR;
+                goto out;
+            }
+            via[i] = q->client;
+            if (q->direct) {
+                int idx = kv_cmap_master(q->cmap, req.hdr.pid);
+                via[i] = idx < 0 ? NULL : kv_cmap_client(q->cmap, idx, why, sizeof why);
+            }
+            if (!via[i] || kv_client_send(via[i], &req) != 0) {
+                kv_warn("batch %s/%s/%s: %s", ns, set, keys[start + i],
+                        via[i] ? kv_client_error(via[i]) : "no master for its partition");
+                kv_req_destroy(&req);
+                rc = EXIT_ERROR;
+                goto out;
+            }
+            ids[i] = req.hdr.reqid;
+            kv_req_destroy(&req);
+        }
+        for (int i = 0; i < n; i++) /* then read every answer, on the connection it will come on */
+            while (!have[i]) {
+                kv_reply_t rep;
+                if (kv_client_recv(via[i], &rep, q->timeout_ms) != 0) {
+                    kv_warn("batch %s/%s: %s", ns, set, kv_client_error(via[i]));
+                    rc = EXIT_ERROR;
+                    goto out;
+                }
+                int at = -1;
+                for (int j = 0; j < n && at < 0; j++)
+                    if (!have[j] && via[j] == via[i] && ids[j] == rep.hdr.reqid)
+                        at = j;
+                if (at < 0) {
+                    kv_reply_close(&rep);
+                    continue;
+                }
+                reps[at] = rep;
+                have[at] = true;
+            }
+        for (int i = 0; i < n; i++) {
+            char what[600];
+            snprintf(what, sizeof what, "batch %s/%s/%s", ns, set, keys[start + i]);
+            kv_reply_t *rep = &reps[i];
+            kv_reply_t again;
+            if (rep->hdr.status == KV_ERR_WRONG_NODE) { /* the table moved: this key alone, with retries */
+                kv_req_t req;
+                kv_req_init(&req, KV_OP_GET);
+                kv_req_record(&req, ns, set, &kk[start + i], false);
+                int r = kq_call(q, what, &req, &again);
+                kv_req_destroy(&req);
+                kv_reply_close(rep);
+                have[i] = false;
+                if (r != EXIT_OK) {
+                    rc = EXIT_ERROR;
+                    continue;
+                }
+                rep = &again;
+            }
+            if (rep->hdr.status == KV_OK)
+                kq_print_record(q, ns, set, &kk[start + i], kv_reply_data(rep), kv_reply_size(rep));
+            else {
+                kv_warn("%s: %s", what, kv_err_name(rep->hdr.status));
+                if (rc == EXIT_OK)
+                    rc = kv_err_is_negative(rep->hdr.status) ? EXIT_NEGATIVE : EXIT_ERROR;
+            }
+            kv_reply_close(rep);
+            have[i] = false;
+        }
+    }
+out:
+    for (int i = 0; have && reps && i < BATCH_CHUNK; i++)
+        if (have[i])
+            kv_reply_close(&reps[i]);
+    free(reps);
+    free(ids);
+    free(via);
+    free(have);
     return rc;
 }
 

@@ -144,6 +144,21 @@ one_table_per_version() {
     run kvquery -e "$other" cluster add "$ROUTER_EP"
     assert_success
     wait_until 5 bash -c "kvquery -e $other info cluster | grep -q 'unknown cluster command'"
+    # something that is not kvstore at all (a TCP server that talks HTTP)
+    python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept(); c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n"); c.close()
+' >"$BATS_TEST_TMPDIR/http.port" 3>&- &
+    local http=$!
+    wait_until 5 test -s "$BATS_TEST_TMPDIR/http.port"
+    run kvquery -e "$other" cluster add "tcp://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/http.port")"
+    assert_success
+    wait_until 5 bash -c "grep -q 'no answer within 2000 ms (is it a running kvnode?)' $BATS_TEST_TMPDIR/router.*.log"
+    kill "$http"
+    wait "$http" 2>/dev/null || true
     # an unknown node id, and a malformed one
     run kvquery -e "$other" cluster remove 0123456789abcdef
     assert_failure 2
@@ -154,6 +169,8 @@ one_table_per_version() {
     # the cluster still has its two nodes and table
     run cluster_json "$other" 'd["version"], sum(n["masters"] for n in d["nodes"] if n["state"] == "up")'
     assert_output "1 4096"
+    run kvquery -e "$other" put test s k v=1
+    assert_success
 }
 
 @test "a node of another cluster is refused" {

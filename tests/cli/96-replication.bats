@@ -105,8 +105,22 @@ start_cluster() {
     # rf=2 on two nodes: each holds every record
     [ "$(records_of "${NODES[0]}")" -eq 50 ]
     [ "$(records_of "${NODES[1]}")" -eq 50 ]
+    # a key the first node masters (the other answers WRONG_NODE)
+    local mine=""
+    for k in $(seq 1 50); do
+        if kvquery -e "${NODES[0]}" exists test s "k$k" >/dev/null 2>&1; then
+            mine=k$k
+            break
+        fi
+    done
+    [ -n "$mine" ]
     # a replica that does not answer makes the write IN_DOUBT, never OK
     kill -STOP "${NODE_PIDS[1]}"
+    # but --commit-master answers once the master has it
+    local t0=$(_kv_now_us)
+    run kvquery -e "$ROUTER_EP" --commit-master put test s "$mine" v=cm
+    assert_success
+    [ $(($(_kv_now_us) - t0)) -lt 900000 ]
     local i out
     for i in $(seq 1 20); do
         out=$(kvquery -e "$ROUTER_EP" --timeout 3000 put test s "p$i" v=1 2>&1) && continue
