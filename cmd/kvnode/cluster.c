@@ -340,7 +340,7 @@ int cluster_copy(const cluster_t *c, uint16_t pid, int k)
 {
     if (c->table.version == 0 || k < 0 || k >= KV_RF_MAX || k >= c->table.n)
         return -1;
-    return c->rows[pid][k];
+    return c->rows[pid][k] == UINT8_MAX ? -1 : c->rows[pid][k]; /* rows skip filling members */
 }
 
 bool cluster_serves(const cluster_t *c, uint16_t pid)

@@ -598,9 +598,9 @@ static void s_info_cluster(route_t *r)
         rf = atoi(p + 4); /* the first namespace's */
     if (rows && t->version) {
         kv_ptable_rows(t, rows);
-        int copies = rf < t->n ? rf : t->n;
+        int copies = rf < KV_RF_MAX ? rf : KV_RF_MAX;
         for (int q = 0; q < KV_PARTITIONS; q++)
-            for (int k = 0; k < copies; k++)
+            for (int k = 0; k < copies && rows[q][k] != UINT8_MAX; k++) /* filling members are in no row */
                 (k == 0 ? masters : replicas)[rows[q][k]]++;
     }
     free(rows);
@@ -662,8 +662,11 @@ static void s_info_partitions(route_t *r)
     kv_mp_pack_cstr(pk, "partitions");
     msgpack_pack_array(pk, t->version && rows ? KV_PARTITIONS : 0);
     for (int q = 0; t->version && rows && q < KV_PARTITIONS; q++) {
-        msgpack_pack_array(pk, (uint32_t) copies);
-        for (int k = 0; k < copies; k++)
+        int have = 0; /* filling members are in no row: a row may be shorter, or empty */
+        while (have < copies && rows[q][have] != UINT8_MAX)
+            have++;
+        msgpack_pack_array(pk, (uint32_t) have);
+        for (int k = 0; k < have; k++)
             s_pack_id(pk, t->nodes[rows[q][k]].id);
     }
     free(rows);
@@ -886,10 +889,14 @@ static void s_from_client(route_t *r)
             } else if (h.op == KV_OP_BATCH)
                 s_reply_error(r, &rh, KV_ERR_UNSUPPORTED,
                               "%s through kvroute is not supported yet: send it to each node", kv_op_name(h.op));
-            else if (!kv_op_name(h.op))
-                s_reply_error(r, &rh, KV_ERR_UNSUPPORTED, "unknown op %u", h.op);
+            else if (!kv_op_name(h.op) || h.op == KV_OP_REPLICA)
+                s_reply_error(r, &rh, KV_ERR_UNSUPPORTED, "op %u is not taken by a router", h.op);
             else if (r->base.version == 0)
                 s_reply_error(r, &rh, KV_ERR_UNAVAILABLE, "the cluster has no partition table yet");
+            else if (r->rows[h.pid][0] == UINT8_MAX)
+                s_reply_error(r, &rh, KV_ERR_UNAVAILABLE,
+                              "partition %u has no master in table version %u (every member is filling)", h.pid,
+                              r->base.version);
             else {
                 /* a record request: to its partition's master, unread */
                 msgpack_sbuffer *q = &r->fwd[r->rows[h.pid][0]];

@@ -58,9 +58,9 @@ load helpers
 @test "-h and --help print the full usage to stdout, exit 0" {
     run -0 --separate-stderr kvquery -h
     refute_stderr
-    assert_line --index 0 --regexp '^usage: kvquery \[-hV\] \[-e endpoint\] \[--format jsonl\|table\|raw\] \[--timeout ms\] \[--int-key\] .*command \[argument \.\.\.\]$'
+    assert_line --index 0 --regexp '^usage: kvquery \[-hV\] \[-e endpoint\] \[--direct\] \[--commit-master\] \[--format jsonl\|table\|raw\] \[--timeout ms\] \[--int-key\] .*command \[argument \.\.\.\]$'
     local cmd
-    for cmd in put get exists delete touch operate batch scan export import info; do
+    for cmd in put get exists delete touch operate batch scan export import info cluster; do
         assert_line --regexp "^       kvquery $cmd "
     done
     assert_output --partial 'Exit status: 0 success, 1 not found / generation mismatch / exists, 2 error.'

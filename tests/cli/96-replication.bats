@@ -179,3 +179,36 @@ start_cluster() {
         assert_output --partial "\"v\":\"$k\""
     done
 }
+
+@test "with filling members: writes are not in doubt, and a table with no ranked member answers UNAVAILABLE" {
+    # one ranked node (rf=2, so nothing to replicate to), then two join, filling
+    start_node -d "$BATS_TEST_TMPDIR/n1"
+    local first=$KV_ENDPOINT first_pid=$NODE_PID
+    start_router --node "$first"
+    wait_until 10 version_is "$ROUTER_EP" 1
+    start_node -d "$BATS_TEST_TMPDIR/n2"
+    local second=$KV_ENDPOINT
+    start_node -d "$BATS_TEST_TMPDIR/n3"
+    local third=$KV_ENDPOINT
+    kvquery -e "$ROUTER_EP" cluster add "$second" >/dev/null
+    kvquery -e "$ROUTER_EP" cluster add "$third" >/dev/null
+    wait_until 10 version_is "$ROUTER_EP" 2
+    run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], sum(n["masters"] for n in d["nodes"]), sum(n["replicas"] for n in d["nodes"])'
+    assert_output "['up', 'filling', 'filling'] 4096 0"
+    run bash -c "kvquery -e $ROUTER_EP info partitions | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"partitions\"]; print(len(p), {len(r) for r in p})'"
+    assert_output "4096 {1}"
+    local k
+    for k in $(seq 1 20); do
+        run kvquery -e "$ROUTER_EP" put test s "k$k" v=1
+        assert_success
+    done
+    # the only ranked node dies: the filling two agree a table with no
+    # master at all, and the router answers UNAVAILABLE (and keeps serving)
+    kill -KILL "$first_pid"
+    wait_until 10 version_is "$ROUTER_EP" 3
+    run kvquery -e "$ROUTER_EP" get test s k1
+    assert_failure 2
+    assert_output --partial "has no master in table version 3 (every member is filling)"
+    run cluster_json "$ROUTER_EP" 'd["version"]'
+    assert_output 3
+}

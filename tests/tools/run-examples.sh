@@ -6,7 +6,9 @@
 # line starting with "kvnode " replaces the running node (started in the
 # background with --ready-file).  Likewise every "tcp://127.0.0.1:7800" is
 # replaced by a second free endpoint, and a line starting with "kvroute "
-# starts (or replaces) a kvroute in the background, next to the node.
+# starts (or replaces) a kvroute in the background, next to the node, and
+# waits (at most 5 s) until it has a partition table, as a reader would
+# before sending it records.
 # Every other line must exit 0.
 set -u
 page=$1
@@ -62,7 +64,12 @@ start_router() { # command line of kvroute
     fi
     start_server router "$@"; local rc=$?
     router_pid=$server_pid
-    return $rc
+    [ $rc -eq 0 ] || return $rc
+    for _ in $(seq 100); do # until the first table is agreed (UNAVAILABLE before)
+        kvquery -e "$router_endpoint" info cluster 2>/dev/null | grep -q '"version":[1-9]' && break
+        sleep 0.05
+    done
+    return 0
 }
 
 # .Dl lines of the EXAMPLES section, with mdoc escapes undone
