@@ -736,6 +736,12 @@ int op_batch(server_t *s, req_t *r)
         const uint8_t *d;
         uint32_t dl;
         kv_mp_read_bin(&keys, &d, &dl);
+        if (!cluster_serves(s->cluster, kv_partition(d))) { /* in a cluster: its master answers */
+            msgpack_pack_map(&pk, 1);
+            kv_mp_pack_cstr(&pk, "status");
+            msgpack_pack_int(&pk, KV_ERR_WRONG_NODE);
+            continue;
+        }
         kv_rec_t *rec = store_get(r->ns, d, r->now);
         if (!rec) { /* not found, or damaged (SERVER) */
             msgpack_pack_map(&pk, 1);

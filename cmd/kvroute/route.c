@@ -20,7 +20,29 @@
 #define NS_SIG_MAX 1024
 
 /* What a request to a node was, in the top byte of its request id. */
-enum { K_STATE = 1, K_PREPARE, K_ACCEPT, K_COMMIT, K_HBTO };
+enum { K_STATE = 1, K_PREPARE, K_ACCEPT, K_COMMIT, K_HBTO, K_BATCH };
+
+#define BATCHES_MAX 1024     /* batches being gathered at once */
+#define BATCH_TIMEOUT_MS 5000
+
+/* A client's BATCH, split by master: its parts go out as BATCH requests of
+ * the router's own; the answers are put back in the order of the keys,
+ * and the reply goes to the client when every part is in (or at the
+ * timeout, with TIMEOUT for the keys still missing). */
+typedef struct {
+    bool used;
+    zmq_msg_t env[8];       /* the client's envelope */
+    int n_env;
+    kv_hdr_t h;             /* the client's request header */
+    uint32_t n;             /* keys */
+    uint8_t *part_of;       /* per key: the part (node index) it went to */
+    uint32_t *pos;          /* per key: its place in its part */
+    msgpack_sbuffer *res;   /* per key: its entry of the reply, once in */
+    bool *have;
+    uint64_t part_id[KV_NODES_MAX]; /* request id of each part, 0 = none */
+    int parts_left;
+    uint64_t deadline;
+} batch_t;
 
 typedef enum { N_ASKING, N_UP, N_GONE, N_REFUSED } nstate_t;
 static const char *s_state_names[] = {"asking", "up", "gone", "refused"};
@@ -74,7 +96,10 @@ struct route {
     uint8_t (*rows)[KV_RF_MAX];          /* rows of base */
     msgpack_sbuffer fwd[KV_NODES_MAX];   /* requests for each node of base, being split */
     uint64_t forwarded, unroutable;
+    batch_t *batches;                    /* BATCHES_MAX */
 };
+
+static void s_batch_part(route_t *r, const kv_hdr_t *h, const uint8_t *body, size_t len);
 
 /* ---- messages to nodes -------------------------------------------------- */
 
@@ -542,6 +567,10 @@ static void s_from_node(route_t *r, rnode_t *nd)
             char why[200];
             while (kv_frame_next(frame, len, &off, &h, &body, why, sizeof why) == KV_OK) {
                 int kind = (int) (h.reqid >> 56);
+                if (kind == K_BATCH) {
+                    s_batch_part(r, &h, body, h.body_len);
+                    continue;
+                }
                 if (h.status != KV_OK) {
                     char e[300];
                     kv_body_error(body, h.body_len, e, sizeof e);
@@ -549,6 +578,10 @@ static void s_from_node(route_t *r, rnode_t *nd)
                         s_refuse(nd, "it answered %s: %s", kv_err_name(h.status), e);
                     else
                         kv_warn("node %s: %s: %s", nd->endpoint, kv_err_name(h.status), e);
+                    continue;
+                }
+                if (kind == K_BATCH) {
+                    s_batch_part(r, &h, body, h.body_len);
                     continue;
                 }
                 if (kind == K_STATE)
@@ -791,6 +824,233 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
                       (int) (cl > 32 ? 32 : cl), cmd);
 }
 
+static void s_batch_free(batch_t *b)
+{
+    for (int i = 0; i < b->n_env; i++)
+        zmq_msg_close(&b->env[i]);
+    for (uint32_t k = 0; b->res && k < b->n; k++)
+        msgpack_sbuffer_destroy(&b->res[k]);
+    free(b->part_of);
+    free(b->pos);
+    free(b->res);
+    free(b->have);
+    memset(b, 0, sizeof *b);
+}
+
+/* Answer the client.  When every part is in: the entries of the keys up
+ * to the first one a part left out (a node answers a large batch in
+ * pieces), and done says how many, so the client asks again for the
+ * rest.  At the deadline (timed_out): every key, the missing ones TIMEOUT. */
+static void s_batch_reply(route_t *r, batch_t *b, bool timed_out)
+{
+    uint32_t done = 0;
+    while (done < b->n && (b->have[done] || timed_out))
+        done++;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint8_t room[KV_HDR_SIZE] = {0};
+    msgpack_sbuffer_write(&sb, (const char *) room, sizeof room);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    kv_mp_pack_cstr(&pk, "done");
+    msgpack_pack_uint32(&pk, done);
+    kv_mp_pack_cstr(&pk, "records");
+    msgpack_pack_array(&pk, done);
+    for (uint32_t k = 0; k < done; k++)
+        if (b->have[k])
+            msgpack_sbuffer_write(&sb, b->res[k].data, b->res[k].size);
+        else {
+            msgpack_pack_map(&pk, 1);
+            kv_mp_pack_cstr(&pk, "status");
+            msgpack_pack_int(&pk, KV_ERR_TIMEOUT);
+        }
+    kv_hdr_t h = b->h;
+    h.status = KV_OK;
+    h.table_version = r->base.version;
+    h.body_len = (uint32_t) (sb.size - KV_HDR_SIZE);
+    kv_hdr_encode(&h, (uint8_t *) sb.data);
+    for (int i = 0; i < b->n_env; i++)
+        zmq_send(r->sock, zmq_msg_data(&b->env[i]), zmq_msg_size(&b->env[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(r->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(r->sock, sb.data, sb.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_destroy(&sb);
+    s_batch_free(b);
+}
+
+/* Split a client's BATCH by master and send the parts; 0, or -1 with the
+ * error packed for the client (rh's status set). */
+static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t len, zmq_msg_t *env, int d)
+{
+    kv_mp_t keys;
+    uint32_t n;
+    if (kv_body_get(body, len, "keys", &keys) != 0 || kv_mp_read_array(&keys, &n) != 0 || n > KV_BATCH_MAX) {
+        s_reply_error(r, rh, KV_ERR_BAD_REQUEST, "missing keys (field 'keys': array of at most %d digests)",
+                      KV_BATCH_MAX);
+        return -1;
+    }
+    if (d > 8) {
+        s_reply_error(r, rh, KV_ERR_BAD_REQUEST, "envelope of %d frames is too deep for a batch", d);
+        return -1;
+    }
+    batch_t *b = NULL;
+    for (int i = 0; i < BATCHES_MAX && !b; i++)
+        if (!r->batches[i].used)
+            b = &r->batches[i];
+    if (!b) {
+        s_reply_error(r, rh, KV_ERR_KEY_BUSY, "%d batches are being gathered; try again", BATCHES_MAX);
+        return -1;
+    }
+    b->part_of = calloc(n ? n : 1, 1);
+    b->pos = calloc(n ? n : 1, sizeof *b->pos);
+    b->res = calloc(n ? n : 1, sizeof *b->res);
+    b->have = calloc(n ? n : 1, sizeof *b->have);
+    if (!b->part_of || !b->pos || !b->res || !b->have) {
+        s_batch_free(b);
+        s_reply_error(r, rh, KV_ERR_SERVER, "out of memory");
+        return -1;
+    }
+    b->used = true;
+    b->n = n;
+    for (uint32_t k = 0; k < n; k++)
+        msgpack_sbuffer_init(&b->res[k]);
+    const uint8_t *digests[KV_BATCH_MAX];
+    uint32_t count[KV_NODES_MAX] = {0};
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t dl;
+        if (kv_mp_read_bin(&keys, &digests[k], &dl) != 0 || dl != KV_DIGEST_SIZE) {
+            s_batch_free(b);
+            s_reply_error(r, rh, KV_ERR_BAD_REQUEST, "keys[%u] is not a %d-byte digest", k, KV_DIGEST_SIZE);
+            return -1;
+        }
+        uint8_t m = r->rows[kv_partition(digests[k])][0];
+        b->part_of[k] = m;
+        if (m == UINT8_MAX) { /* no master: answered at once */
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &b->res[k], msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 1);
+            kv_mp_pack_cstr(&pk, "status");
+            msgpack_pack_int(&pk, KV_ERR_UNAVAILABLE);
+            b->have[k] = true;
+        } else
+            b->pos[k] = count[m]++;
+    }
+    b->h = *rh;
+    b->n_env = d;
+    for (int i = 0; i < d; i++) {
+        zmq_msg_init(&b->env[i]);
+        zmq_msg_copy(&b->env[i], &env[i]);
+    }
+    b->deadline = kv_mono_ms() + BATCH_TIMEOUT_MS;
+    /* each part: the client's body with "keys" replaced by its keys */
+    for (int m = 0; m < r->base.n; m++) {
+        if (!count[m])
+            continue;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        kv_mp_t v = kv_mp(body, len);
+        uint32_t fields;
+        kv_mp_read_map(&v, &fields);
+        msgpack_pack_map(&pk, fields);
+        for (uint32_t f = 0; f < fields; f++) {
+            const uint8_t *ks = v.p;
+            const char *k;
+            uint32_t kl;
+            kv_mp_read_str(&v, &k, &kl);
+            const uint8_t *vs = v.p;
+            kv_mp_skip(&v);
+            if (kl == 4 && memcmp(k, "keys", 4) == 0) {
+                kv_mp_pack_cstr(&pk, "keys");
+                msgpack_pack_array(&pk, count[m]);
+                for (uint32_t k2 = 0; k2 < n; k2++)
+                    if (b->part_of[k2] == m) {
+                        msgpack_pack_bin(&pk, KV_DIGEST_SIZE);
+                        msgpack_pack_bin_body(&pk, digests[k2], KV_DIGEST_SIZE);
+                    }
+            } else
+                msgpack_sbuffer_write(&sb, (const char *) ks, (size_t) (v.p - ks));
+            (void) vs;
+        }
+        rnode_t *nd = s_by_id(r, r->base.nodes[m].id);
+        b->part_id[m] = s_reqid(r, K_BATCH);
+        kv_hdr_t h = {.op = KV_OP_BATCH, .reqid = b->part_id[m], .flags = rh->flags, .body_len = (uint32_t) sb.size};
+        zmq_msg_t msg;
+        zmq_msg_init_size(&msg, KV_HDR_SIZE + sb.size);
+        kv_hdr_encode(&h, zmq_msg_data(&msg));
+        memcpy((uint8_t *) zmq_msg_data(&msg) + KV_HDR_SIZE, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        if (nd && nd->state == N_UP && zmq_send(nd->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+            zmq_msg_send(&msg, nd->sock, ZMQ_DONTWAIT) >= 0)
+            b->parts_left++;
+        else {
+            zmq_msg_close(&msg);
+            b->part_id[m] = 0;
+            for (uint32_t k2 = 0; k2 < n; k2++)
+                if (b->part_of[k2] == m) {
+                    msgpack_packer kp;
+                    msgpack_packer_init(&kp, &b->res[k2], msgpack_sbuffer_write);
+                    msgpack_pack_map(&kp, 1);
+                    kv_mp_pack_cstr(&kp, "status");
+                    msgpack_pack_int(&kp, KV_ERR_UNAVAILABLE);
+                    b->have[k2] = true;
+                }
+        }
+    }
+    if (!b->parts_left)
+        s_batch_reply(r, b, false);
+    return 0;
+}
+
+/* A node's answer to a part of a batch. */
+static void s_batch_part(route_t *r, const kv_hdr_t *h, const uint8_t *body, size_t len)
+{
+    batch_t *b = NULL;
+    int m = -1;
+    for (int i = 0; i < BATCHES_MAX && !b; i++)
+        if (r->batches[i].used)
+            for (int j = 0; j < KV_NODES_MAX; j++)
+                if (r->batches[i].part_id[j] == h->reqid) {
+                    b = &r->batches[i];
+                    m = j;
+                    break;
+                }
+    if (!b)
+        return; /* timed out already */
+    b->part_id[m] = 0;
+    b->parts_left--;
+    kv_mp_t recs, dv;
+    uint32_t cnt = 0;
+    int64_t done = 0;
+    bool ok = h->status == KV_OK && kv_body_get(body, len, "records", &recs) == 0 &&
+              kv_mp_read_array(&recs, &cnt) == 0 && kv_body_get(body, len, "done", &dv) == 0 &&
+              kv_mp_read_int(&dv, &done) == 0 && done == cnt;
+    /* entries in the part's order; a part answered short (a large reply)
+     * leaves its later keys missing: the client asks again for them */
+    uint32_t i = 0;
+    for (uint32_t k = 0; ok && k < b->n && i < cnt; k++)
+        if (b->part_of[k] == m && !b->have[k] && b->pos[k] == i) {
+            const uint8_t *st = recs.p;
+            if (kv_mp_skip(&recs) != 0)
+                break;
+            msgpack_sbuffer_write(&b->res[k], (const char *) st, (size_t) (recs.p - st));
+            b->have[k] = true;
+            i++;
+        }
+    for (uint32_t k = 0; !ok && k < b->n; k++) /* a part that failed: its keys get its error */
+        if (b->part_of[k] == m && !b->have[k]) {
+            msgpack_packer kp;
+            msgpack_packer_init(&kp, &b->res[k], msgpack_sbuffer_write);
+            msgpack_pack_map(&kp, 1);
+            kv_mp_pack_cstr(&kp, "status");
+            msgpack_pack_int(&kp, h->status != KV_OK ? h->status : KV_ERR_SERVER);
+            b->have[k] = true;
+        }
+    if (!b->parts_left)
+        s_batch_reply(r, b, false);
+}
+
 /* Send each node its share of a client's requests, as one frame behind
  * the client's envelope (env[0..d-1]), so its replies come back through
  * this router with no state kept here.  Requests whose master is not up
@@ -886,9 +1146,14 @@ static void s_from_client(route_t *r)
                     kv_mp_read_str(&v, &c, &l);
                 quiet = l == 9 && memcmp(c, "heartbeat", 9) == 0;
                 s_admin(r, &rh, body, h.body_len);
-            } else if (h.op == KV_OP_BATCH)
-                s_reply_error(r, &rh, KV_ERR_UNSUPPORTED,
-                              "%s through kvroute is not supported yet: send it to each node", kv_op_name(h.op));
+            } else if (h.op == KV_OP_BATCH && r->base.version == 0)
+                s_reply_error(r, &rh, KV_ERR_UNAVAILABLE, "the cluster has no partition table yet");
+            else if (h.op == KV_OP_BATCH) {
+                if (s_batch_start(r, &rh, body, h.body_len, f, d) == 0) {
+                    r->out.size = start; /* answered when its parts are in */
+                    continue;
+                }
+            }
             else if (!kv_op_name(h.op) || h.op == KV_OP_REPLICA)
                 s_reply_error(r, &rh, KV_ERR_UNSUPPORTED, "op %u is not taken by a router", h.op);
             else if (r->base.version == 0)
@@ -929,6 +1194,9 @@ static void s_from_client(route_t *r)
 static void s_tick(route_t *r)
 {
     uint64_t now = kv_mono_ms(), timeout = (uint64_t) r->cfg.hb_interval_ms * r->cfg.hb_misses;
+    for (int i = 0; i < BATCHES_MAX; i++) /* batches whose parts are late: missing keys TIMEOUT */
+        if (r->batches[i].used && now >= r->batches[i].deadline)
+            s_batch_reply(r, &r->batches[i], true);
     bool settling = false;
     for (int i = 0; i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
@@ -1020,7 +1288,8 @@ route_t *route_new(const route_config_t *cfg, char *why, size_t whylen)
     msgpack_packer_init(&r->pk, &r->out, msgpack_sbuffer_write);
     for (int i = 0; i < KV_NODES_MAX; i++)
         msgpack_sbuffer_init(&r->fwd[i]);
-    if (!(r->rows = calloc(KV_PARTITIONS, sizeof *r->rows))) {
+    if (!(r->rows = calloc(KV_PARTITIONS, sizeof *r->rows)) || !(r->batches = calloc(BATCHES_MAX, sizeof *r->batches))) {
+        free(r->rows);
         snprintf(why, whylen, "out of memory");
         free(r);
         return NULL;
@@ -1060,6 +1329,10 @@ void route_destroy(route_t **self_p)
     msgpack_sbuffer_destroy(&r->out);
     for (int i = 0; i < KV_NODES_MAX; i++)
         msgpack_sbuffer_destroy(&r->fwd[i]);
+    for (int i = 0; r->batches && i < BATCHES_MAX; i++)
+        if (r->batches[i].used)
+            s_batch_free(&r->batches[i]);
+    free(r->batches);
     free(r->rows);
     free(r);
     *self_p = NULL;
