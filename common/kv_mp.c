@@ -348,6 +348,14 @@ void kv_mp_pack_cstr(msgpack_packer *pk, const char *s)
     kv_mp_pack_strn(pk, s, strlen(s));
 }
 
+void kv_mp_begin_message(msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+    static const uint8_t room[KV_HDR_SIZE];
+    msgpack_sbuffer_init(sb);
+    msgpack_sbuffer_write(sb, (const char *) room, sizeof room);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+}
+
 void kv_mp_test(bool verbose)
 {
     (void) verbose;

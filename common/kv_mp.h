@@ -88,6 +88,10 @@ int kv_fixbuf_write(void *data, const char *buf, size_t len);
 void kv_mp_pack_cstr(msgpack_packer *pk, const char *s);
 void kv_mp_pack_strn(msgpack_packer *pk, const char *s, size_t n);
 
+/* Start a request or reply in sb: room for its header (KV_HDR_SIZE bytes,
+ * encoded over them once the body is packed), and pk packing after it. */
+void kv_mp_begin_message(msgpack_sbuffer *sb, msgpack_packer *pk);
+
 void kv_mp_test(bool verbose);
 
 #endif

@@ -142,11 +142,8 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
     int copies = (int) ns->cfg.rf < t->n ? (int) ns->cfg.rf : t->n;
     /* the request: header, then {"ns": name, "rec": image} or {"ns": name, "del": [gen, lut]} */
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    uint8_t room[KV_HDR_SIZE] = {0};
-    msgpack_sbuffer_write(&sb, (const char *) room, sizeof room);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    kv_mp_begin_message(&sb, &pk);
     msgpack_pack_map(&pk, 2);
     kv_mp_pack_cstr(&pk, "ns");
     kv_mp_pack_cstr(&pk, ns->cfg.name);

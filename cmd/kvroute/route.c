@@ -824,6 +824,17 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
                       (int) (cl > 32 ? 32 : cl), cmd);
 }
 
+/* Key k's entry is just a status. */
+static void s_batch_status(batch_t *b, uint32_t k, int status)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b->res[k], msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    kv_mp_pack_cstr(&pk, "status");
+    msgpack_pack_int(&pk, status);
+    b->have[k] = true;
+}
+
 static void s_batch_free(batch_t *b)
 {
     for (int i = 0; i < b->n_env; i++)
@@ -847,11 +858,8 @@ static void s_batch_reply(route_t *r, batch_t *b, bool timed_out)
     while (done < b->n && (b->have[done] || timed_out))
         done++;
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    uint8_t room[KV_HDR_SIZE] = {0};
-    msgpack_sbuffer_write(&sb, (const char *) room, sizeof room);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    kv_mp_begin_message(&sb, &pk);
     msgpack_pack_map(&pk, 2);
     kv_mp_pack_cstr(&pk, "done");
     msgpack_pack_uint32(&pk, done);
@@ -925,14 +933,9 @@ static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t l
         }
         uint8_t m = r->rows[kv_partition(digests[k])][0];
         b->part_of[k] = m;
-        if (m == UINT8_MAX) { /* no master: answered at once */
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, &b->res[k], msgpack_sbuffer_write);
-            msgpack_pack_map(&pk, 1);
-            kv_mp_pack_cstr(&pk, "status");
-            msgpack_pack_int(&pk, KV_ERR_UNAVAILABLE);
-            b->have[k] = true;
-        } else
+        if (m == UINT8_MAX) /* no master: answered at once */
+            s_batch_status(b, k, KV_ERR_UNAVAILABLE);
+        else
             b->pos[k] = count[m]++;
     }
     b->h = *rh;
@@ -988,14 +991,8 @@ static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t l
             zmq_msg_close(&msg);
             b->part_id[m] = 0;
             for (uint32_t k2 = 0; k2 < n; k2++)
-                if (b->part_of[k2] == m) {
-                    msgpack_packer kp;
-                    msgpack_packer_init(&kp, &b->res[k2], msgpack_sbuffer_write);
-                    msgpack_pack_map(&kp, 1);
-                    kv_mp_pack_cstr(&kp, "status");
-                    msgpack_pack_int(&kp, KV_ERR_UNAVAILABLE);
-                    b->have[k2] = true;
-                }
+                if (b->part_of[k2] == m)
+                    s_batch_status(b, k2, KV_ERR_UNAVAILABLE);
         }
     }
     if (!b->parts_left)
@@ -1039,14 +1036,8 @@ static void s_batch_part(route_t *r, const kv_hdr_t *h, const uint8_t *body, siz
             i++;
         }
     for (uint32_t k = 0; !ok && k < b->n; k++) /* a part that failed: its keys get its error */
-        if (b->part_of[k] == m && !b->have[k]) {
-            msgpack_packer kp;
-            msgpack_packer_init(&kp, &b->res[k], msgpack_sbuffer_write);
-            msgpack_pack_map(&kp, 1);
-            kv_mp_pack_cstr(&kp, "status");
-            msgpack_pack_int(&kp, h->status != KV_OK ? h->status : KV_ERR_SERVER);
-            b->have[k] = true;
-        }
+        if (b->part_of[k] == m && !b->have[k])
+            s_batch_status(b, k, h->status != KV_OK ? h->status : KV_ERR_SERVER);
     if (!b->parts_left)
         s_batch_reply(r, b, false);
 }
