@@ -84,6 +84,7 @@ int kv_ptable_add(kv_ptable_t *t, uint64_t id, const char *endpoint)
     t->nodes[i].id = id;
     memcpy(t->nodes[i].endpoint, endpoint, len);
     t->nodes[i].endpoint[len] = '\0';
+    t->nodes[i].filling = false; /* not the flag of the node that moved up */
     t->n++;
     return 0;
 }
@@ -884,6 +885,13 @@ void kv_ptable_test(bool verbose)
     msgpack_sbuffer_clear(&sb);
     assert(kv_ptable_pack(&u, &pk) == 0);
     assert(s_unpack_copy(&w, sb.data, sb.size, why, sizeof why) == 0 && kv_ptable_same(&w, &u) && w.nodes[2].filling);
+    /* adding a node before a filling one: the new one is not filling, the
+     * other still is */
+    kv_ptable_init(&w);
+    assert(kv_ptable_add(&w, 500, "tcp://127.0.0.1:2") == 0);
+    w.nodes[0].filling = true;
+    assert(kv_ptable_add(&w, 100, "tcp://127.0.0.1:3") == 0);
+    assert(w.nodes[0].id == 100 && !w.nodes[0].filling && w.nodes[1].id == 500 && w.nodes[1].filling);
     /* all filling: no rows at all */
     for (int i = 0; i < u.n; i++)
         u.nodes[i].filling = true;

@@ -553,7 +553,7 @@ int op_cluster(server_t *s, req_t *r)
 #define CMD(x) (m.cmd_len == strlen(x) && memcmp(m.cmd, x, m.cmd_len) == 0)
     if (rc != KV_OK) {
     } else if (!m.cmd) {
-        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "missing field 'cmd' (state, prepare, accept, commit, set-removed, heartbeat-to)");
+        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "missing field 'cmd' (state, prepare, accept, commit, resume, set-removed, heartbeat-to)");
     } else if (CMD("state")) {
         s_pack_self(s, &s->pk, 4);
         kv_mp_pack_cstr(&s->pk, "table");
@@ -615,7 +615,10 @@ int op_cluster(server_t *s, req_t *r)
                 rc = srv_fail(s, KV_ERR_SERVER, "%s", why);
             } else {
                 s_reindex(c);
-                c->recovering = false;
+                /* a newer table does not end recovering (it may have been
+                 * chosen before this node restarted): only a router's
+                 * resume does, or a table that no longer ranks it */
+                c->recovering = c->recovering && c->self >= 0 && !c->table.nodes[c->self].filling;
                 kv_warn("installed table version %u (cluster %016llx, %d nodes, hash %016llx)%s", t->version,
                         (unsigned long long) t->cluster, t->n, (unsigned long long) kv_ptable_hash(t),
                         c->self < 0 ? "; this node is not in it" : "");
@@ -623,6 +626,21 @@ int op_cluster(server_t *s, req_t *r)
         }
         if (rc == KV_OK)
             rc = s_vote(s, true, false);
+    } else if (CMD("resume")) {
+        /* the router saw every ranked member restart (a cluster restart):
+         * they hold the data, so they serve again */
+        if (!m.version)
+            rc = srv_fail(s, KV_ERR_BAD_REQUEST, "resume needs 'version'");
+        else if ((uint32_t) m.version != c->table.version)
+            rc = srv_fail(s, KV_ERR_WRONG_NODE, "resume for table version %lld, this node has version %u",
+                          (long long) m.version, c->table.version);
+        else if (c->recovering) {
+            c->recovering = false;
+            kv_warn("serving again (table version %u): the router resumed it after a cluster restart",
+                    c->table.version);
+        }
+        if (rc == KV_OK)
+            s_pack_self(s, &s->pk, 0);
     } else if (CMD("set-removed")) {
         if (m.removed < 0)
             rc = srv_fail(s, KV_ERR_BAD_REQUEST, "set-removed needs 'removed' (a boolean)");
@@ -643,7 +661,7 @@ int op_cluster(server_t *s, req_t *r)
         else
             rc = s_heartbeat_to(s, &m);
     } else {
-        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "unknown cluster command '%.*s' (state, prepare, accept, commit, set-removed, heartbeat-to)",
+        rc = srv_fail(s, KV_ERR_BAD_REQUEST, "unknown cluster command '%.*s' (state, prepare, accept, commit, resume, set-removed, heartbeat-to)",
                       (int) (m.cmd_len > 32 ? 32 : m.cmd_len), m.cmd);
     }
 #undef CMD
@@ -731,7 +749,7 @@ void cluster_test(bool verbose)
     assert(c->recovering);
     for (int p = 0; p < KV_PARTITIONS; p++)
         assert(!cluster_serves(c, (uint16_t) p));
-    c->recovering = false; /* as installing a newer table does */
+    c->recovering = false; /* as a router's resume does */
     /* with two nodes, this one masters some partitions and not others */
     int mine = 0;
     for (int p = 0; p < KV_PARTITIONS; p++)

@@ -19,6 +19,7 @@
 typedef struct {
     uint64_t id;   /* node id, 0 = free */
     void *sock;    /* DEALER to it */
+    char endpoint[KV_ENDPOINT_MAX + 1];
 } peer_t;
 
 typedef struct {
@@ -104,8 +105,12 @@ static void *s_peer(server_t *s, uint64_t id, const char *endpoint)
     replica_t *p = s->replica;
     peer_t *free_slot = NULL;
     for (int i = 0; i < KV_NODES_MAX; i++) {
-        if (p->peers[i].id == id)
+        if (p->peers[i].id == id && strcmp(p->peers[i].endpoint, endpoint) == 0)
             return p->peers[i].sock;
+        if (p->peers[i].id == id) { /* it moved: connect again */
+            zmq_close(p->peers[i].sock);
+            memset(&p->peers[i], 0, sizeof p->peers[i]);
+        }
         if (!p->peers[i].id && !free_slot)
             free_slot = &p->peers[i];
     }
@@ -128,6 +133,7 @@ static void *s_peer(server_t *s, uint64_t id, const char *endpoint)
     }
     free_slot->id = id;
     free_slot->sock = sock;
+    snprintf(free_slot->endpoint, sizeof free_slot->endpoint, "%s", endpoint);
     return sock;
 }
 
@@ -267,8 +273,10 @@ bool replica_done(const server_t *s, uint64_t upto) { return upto <= s->replica-
 const char *replica_failed(const server_t *s, uint64_t from, uint64_t upto)
 {
     replica_t *p = s->replica;
-    if (upto >= from + REPLICA_INFLIGHT) /* slots reused since: be conservative */
-        return p->why[0] ? p->why : "write in doubt";
+    /* slots reused since (the reply was held long, by a flush): what they
+     * said is gone, so the write is in doubt */
+    if (from + REPLICA_INFLIGHT <= p->next)
+        return "write in doubt: its replica answers are no longer known (held too long)";
     for (uint64_t n = from; n && n <= upto; n++)
         if (s_slot(p, n)->failed)
             return p->why;
@@ -277,25 +285,71 @@ const char *replica_failed(const server_t *s, uint64_t from, uint64_t upto)
 
 /* ---- on a replica ------------------------------------------------------ */
 
+/* Is img (len bytes) a whole record image of this digest that a put could
+ * have stored in ns?  NULL, or why not. */
+static const char *s_bad_image(server_t *s, const kv_ns_t *ns, const uint8_t *digest, const uint8_t *img,
+                               uint32_t len, kv_rec_t *hdr)
+{
+    if (len < IMAGE_HDR)
+        return "shorter than a record header";
+    memcpy(hdr, img, IMAGE_HDR);
+    if ((uint64_t) hdr->set_len + hdr->key_len + hdr->bins_len != len - IMAGE_HDR)
+        return "its lengths do not add up to its size";
+    if (memcmp(hdr->digest, digest, KV_DIGEST_SIZE) != 0)
+        return "its digest is not the request's";
+    if (hdr->set_len > KV_SET_MAX || memchr(img + IMAGE_HDR, '\0', hdr->set_len))
+        return "bad set name";
+    bool key_ok = (hdr->key_type == KV_KEY_NONE && hdr->key_len == 0) ||
+                  (hdr->key_type == KV_KEY_INT && hdr->key_len == 8) ||
+                  ((hdr->key_type == KV_KEY_STRING || hdr->key_type == KV_KEY_BYTES) && hdr->key_len >= 1 &&
+                   hdr->key_len <= KV_KEY_MAX);
+    if (!key_ok)
+        return "bad key type or length";
+    if ((uint64_t) len - IMAGE_HDR > ns->cfg.max_record_size)
+        return "larger than this namespace's max-record-size";
+    uint32_t n;
+    char why[200];
+    if (kv_bins_parse(img + IMAGE_HDR + hdr->set_len + hdr->key_len, hdr->bins_len, s->bins_old, ns->cfg.max_bins, &n,
+                      why, sizeof why) != KV_OK ||
+        n != hdr->nbins || n == 0)
+        return "its bins are not a map of 1 to max-bins bins";
+    return NULL;
+}
+
 int op_replica(server_t *s, req_t *r)
 {
     kv_mp_t v;
     const uint8_t *img;
     uint32_t len;
+    /* from a master of an older table (one that was paused, say): refused,
+     * so it cannot overwrite what the current master acknowledged */
+    uint32_t mine = cluster_table(s->cluster)->version;
+    if (r->h->table_version < mine)
+        return srv_fail(s, KV_ERR_WRONG_NODE, "a replica write of table version %u, this node has version %u",
+                        r->h->table_version, mine);
     kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
+    if (!old && r->ns->read_error)
+        return srv_fail(s, KV_ERR_SERVER, "%s", r->ns->why);
     if (kv_body_get(r->body, r->len, "rec", &v) == 0) {
-        if (kv_mp_read_bin(&v, &img, &len) != 0 || len < IMAGE_HDR)
-            return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'rec' must be a record image");
         kv_rec_t hdr;
-        memcpy(&hdr, img, IMAGE_HDR);
-        if ((uint64_t) hdr.set_len + hdr.key_len + hdr.bins_len != len - IMAGE_HDR || hdr.set_len > KV_SET_MAX ||
-            memcmp(hdr.digest, r->h->digest, KV_DIGEST_SIZE) != 0 ||
-            !kv_mp_valid(img + IMAGE_HDR + hdr.set_len + hdr.key_len, hdr.bins_len) ||
-            hdr.bins_len > r->ns->cfg.max_record_size + 4096)
-            return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'rec' is not a valid record image for this digest");
-        if (old && (old->gen > hdr.gen || (old->gen == hdr.gen && old->lut >= hdr.lut)))
-            return KV_OK; /* ours is as new or newer */
-        kv_rec_t *rec = store_rec_alloc(len - (uint32_t) IMAGE_HDR);
+        const char *bad;
+        if (kv_mp_read_bin(&v, &img, &len) != 0)
+            return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'rec' must be a record image (bytes)");
+        if ((bad = s_bad_image(s, r->ns, r->h->digest, img, len, &hdr)))
+            return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'rec' is not a record this namespace can hold: %s", bad);
+        if (old && old->gen == hdr.gen && old->lut == hdr.lut)
+            return KV_OK; /* this very write, again */
+        if (old && (old->gen > hdr.gen || (old->gen == hdr.gen && old->lut > hdr.lut)))
+            return srv_fail(s, KV_ERR_GENERATION, "this replica holds a newer copy (generation %u, the write's %u)",
+                            old->gen, hdr.gen);
+        uint32_t data = len - (uint32_t) IMAGE_HDR;
+        if (!r->ns->disk &&
+            r->ns->memory_used + store_rec_cost(data) - (old ? store_rec_cost(rec_data_len(old)) : 0) >
+                r->ns->cfg.memory_limit)
+            return srv_fail(s, KV_ERR_NS_FULL, "namespace '%s' is at its memory limit (%llu of %llu bytes)",
+                            r->ns->cfg.name, (unsigned long long) r->ns->memory_used,
+                            (unsigned long long) r->ns->cfg.memory_limit);
+        kv_rec_t *rec = store_rec_alloc(data);
         if (!rec)
             return srv_fail(s, KV_ERR_SERVER, "out of memory");
         memcpy(rec, img, len);
@@ -311,8 +365,11 @@ int op_replica(server_t *s, req_t *r)
         if (kv_mp_read_array(&v, &n) != 0 || n != 2 || kv_mp_read_int(&v, &gen) != 0 || kv_mp_read_int(&v, &lut) != 0 ||
             gen < 0 || gen > UINT32_MAX || lut < 0)
             return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'del' must be [generation, last-update time]");
-        if (old && old->gen >= (uint32_t) gen && old->lut > (uint64_t) lut)
-            return KV_OK; /* ours is newer than the delete */
+        /* the tombstone's generation is one past the deleted record's: the
+         * same order as for records, generation then last-update time */
+        if (old && (old->gen > (uint32_t) gen || (old->gen == (uint32_t) gen && old->lut > (uint64_t) lut)))
+            return srv_fail(s, KV_ERR_GENERATION, "this replica holds a copy newer than the delete (generation %u)",
+                            old->gen);
         if (store_remove(r->ns, r->h->digest, (uint32_t) gen, (uint64_t) lut) < 0)
             return srv_fail(s, r->ns->why_code ? r->ns->why_code : KV_ERR_NS_FULL, "%s", r->ns->why);
         return KV_OK;

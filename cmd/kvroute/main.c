@@ -125,7 +125,7 @@ int main(int argc, char **argv)
             config = argv[i] + 9;
         else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2])
             config = argv[i] + 2;
-        else if (argv[i][0] == '-' && argv[i][1] != '-' && strchr("l", argv[i][1]) && !argv[i][2])
+        else if (strcmp(argv[i], "-l") == 0)
             i++; /* -l's value is not an option */
         else if (strcmp(argv[i], "--listen") == 0 || strcmp(argv[i], "--node") == 0 ||
                  strcmp(argv[i], "--hb-interval") == 0 || strcmp(argv[i], "--hb-misses") == 0 ||

@@ -61,7 +61,8 @@ typedef struct {
     uint32_t version;    /* its installed table version */
     uint64_t cluster;
     uint64_t boot;       /* its boot id: a change is a restart */
-    bool recovering;     /* it restarted ranked in its table: it serves nothing until a newer one */
+    bool recovering;     /* it restarted ranked in its table: it serves nothing until resumed */
+    uint64_t resume_ms;  /* when it was told to resume (its older reports are stale) */
 } rnode_t;
 
 typedef struct {
@@ -502,7 +503,8 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
     nd->id = (uint64_t) id;
     nd->version = (uint32_t) version;
     nd->cluster = (uint64_t) cluster;
-    nd->recovering = recovering;
+    /* a report older than a resume sent to it is stale */
+    nd->recovering = recovering && (!nd->resume_ms || kv_mono_ms() >= nd->resume_ms + 2000);
     nd->node_removed = removed;
     if (removed)
         nd->removed = false; /* the node has it: from now on it is the one that knows */
@@ -777,6 +779,23 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
             if (!(nd = s_add_node(r, epz, why, sizeof why)))
                 kv_warn("heartbeat from %s: %s", epz, why);
             return; /* its state reply admits it */
+        }
+        if (nd && el && strcmp(nd->endpoint, epz) != 0 && !s_by_endpoint(r, epz)) {
+            /* the same node at a new endpoint (restarted elsewhere): follow it */
+            void *sock = zmq_socket(r->ctx, ZMQ_DEALER);
+            int linger = 0;
+            zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+            if (sock && zmq_connect(sock, epz) == 0) {
+                kv_warn("node %016" PRIx64 " moved from %s to %s", nd->id, nd->endpoint, epz);
+                zmq_close(nd->sock);
+                nd->sock = sock;
+                snprintf(nd->endpoint, sizeof nd->endpoint, "%s", epz);
+                nd->state = N_ASKING;
+                s_ask_state(r, nd, kv_mono_ms());
+                return;
+            }
+            if (sock)
+                zmq_close(sock);
         }
         if (nd && nd->state != N_REFUSED && nd->id)
             s_node_says(r, nd, body, len, false);
@@ -1094,7 +1113,26 @@ static void s_from_client(route_t *r)
     int d = 0;
     while (d < nf && zmq_msg_size(&f[d]) != 0)
         d++;
-    if (d + 2 == parts) {
+    if (d + 2 != parts && parts <= 16) {
+        /* not [envelope, delimiter, one frame]: answer BAD_REQUEST, as a
+         * node does, to the envelope (the identity alone if no delimiter) */
+        int n_env = d < nf ? d : 1;
+        msgpack_sbuffer_clear(&r->out);
+        static const uint8_t room[KV_HDR_SIZE];
+        msgpack_sbuffer_write(&r->out, (const char *) room, sizeof room);
+        kv_hdr_t rh = {.table_version = r->base.version};
+        if (d + 1 < nf && zmq_msg_size(&f[d + 1]) >= 16)
+            rh.reqid = kv_get64((const uint8_t *) zmq_msg_data(&f[d + 1]) + 8);
+        s_reply_error(r, &rh, KV_ERR_BAD_REQUEST,
+                      d == nf ? "a request needs an empty delimiter frame before its request frame"
+                              : "a request is one frame after the delimiter, not %d", parts - d - 1);
+        rh.body_len = (uint32_t) (r->out.size - KV_HDR_SIZE);
+        kv_hdr_encode(&rh, (uint8_t *) r->out.data);
+        for (int i = 0; i < n_env; i++)
+            zmq_send(r->sock, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(r->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(r->sock, r->out.data, r->out.size, ZMQ_DONTWAIT);
+    } else if (d + 2 == parts) {
         msgpack_sbuffer_clear(&r->out);
         const uint8_t *frame = zmq_msg_data(&f[d + 1]), *body;
         size_t len = zmq_msg_size(&f[d + 1]), off = 0;
@@ -1230,7 +1268,28 @@ static void s_tick(route_t *r)
             !nd->recovering)
             any_steady = true;
     }
-    bool recovering = false;
+    /* a cluster restart: every ranked member that is up restarted, and
+     * holds the current table: they are the data, resume them */
+    bool cold = false;
+    for (int i = 0; !any_steady && r->base.version && i < r->n; i++) {
+        rnode_t *nd = &r->nodes[i];
+        int at = kv_ptable_find(&r->base, nd->id);
+        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
+            nd->recovering && nd->version == r->base.version) {
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            s_body(&sb, &pk, "resume", 1);
+            kv_mp_pack_cstr(&pk, "version");
+            msgpack_pack_uint32(&pk, r->base.version);
+            s_send(r, nd, s_reqid(r, K_STATE), &sb);
+            msgpack_sbuffer_destroy(&sb);
+            nd->recovering = false;
+            nd->resume_ms = now;
+            cold = true;
+        }
+    }
+    if (cold)
+        kv_warn("every ranked member restarted: resuming them with table version %u", r->base.version);
     for (int i = 0; i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
         if (nd->state != N_UP || nd->removed || nd->node_removed)
@@ -1239,15 +1298,21 @@ static void s_tick(route_t *r)
         bool filling = at >= 0 ? r->base.nodes[at].filling || (nd->recovering && any_steady) : r->base.version > 0;
         if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
             want->nodes[kv_ptable_find(want, nd->id)].filling = filling;
-        recovering |= nd->recovering;
     }
+    /* never a table with no ranked member while the installed one has
+     * some: they hold the data; keep them (their partitions unavailable)
+     * until they come back, rather than hand everything to members
+     * without it */
+    int ranked = 0;
+    for (int i = 0; i < want->n; i++)
+        ranked += !want->nodes[i].filling;
+    for (int i = 0; !ranked && i < r->base.n; i++)
+        if (!r->base.nodes[i].filling && kv_ptable_find(want, r->base.nodes[i].id) < 0)
+            kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
     bool same = want->n == r->base.n;
     for (int i = 0; same && i < want->n; i++)
         same = want->nodes[i].id == r->base.nodes[i].id && want->nodes[i].filling == r->base.nodes[i].filling &&
                strcmp(want->nodes[i].endpoint, r->base.nodes[i].endpoint) == 0;
-    /* the same members, but one waits for a newer table before serving */
-    if (same && recovering && r->base.version > 0)
-        same = false;
     if (!same && want->n > 0) {
         want->version = r->base.version + 1;
         want->cluster = r->base.cluster;

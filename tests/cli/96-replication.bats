@@ -13,6 +13,20 @@ version_is() { [ "$(cluster_json "$1" 'd["version"]')" = "$2" ]; }
 nodes_up() {
     [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] == "up" and n["masters"] > 0)')" = "$2" ]
 }
+# key_mastered_by EP: the first of k1..k60 (in set s, written through the
+# router first) that the node at EP masters (the others answer WRONG_NODE).
+key_mastered_by() {
+    local k
+    for k in $(seq 1 60); do
+        kvquery -e "$ROUTER_EP" put test s "k$k" v=0 >/dev/null
+        if kvquery -e "$1" exists test s "k$k" >/dev/null 2>&1; then
+            echo "k$k"
+            return 0
+        fi
+    done
+    return 1
+}
+members_are() { [ "$(cluster_json "$1" '[n["state"] for n in d["nodes"]]')" = "$2" ]; }
 records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(json.load(sys.stdin)["records"])'; }
 
 # a cluster of N nodes with data directories behind one router (ROUTER_EP)
@@ -113,15 +127,9 @@ start_cluster() {
     # rf=2 on two nodes: each holds every record
     [ "$(records_of "${NODES[0]}")" -eq 50 ]
     [ "$(records_of "${NODES[1]}")" -eq 50 ]
-    # a key the first node masters (the other answers WRONG_NODE)
-    local mine=""
-    for k in $(seq 1 50); do
-        if kvquery -e "${NODES[0]}" exists test s "k$k" >/dev/null 2>&1; then
-            mine=k$k
-            break
-        fi
-    done
-    [ -n "$mine" ]
+    # a key the first node masters
+    local mine
+    mine=$(key_mastered_by "${NODES[0]}")
     # a replica that does not answer makes the write IN_DOUBT, never OK
     kill -STOP "${NODE_PIDS[1]}"
     # but --commit-master answers once the master has it
@@ -188,7 +196,7 @@ start_cluster() {
     done
 }
 
-@test "with filling members: writes are not in doubt, and a table with no ranked member answers UNAVAILABLE" {
+@test "with filling members: writes are not in doubt; the last ranked member gone leaves its partitions UNAVAILABLE" {
     # one ranked node (rf=2, so nothing to replicate to), then two join, filling
     start_node -d "$BATS_TEST_TMPDIR/n1"
     local first=$KV_ENDPOINT first_pid=$NODE_PID
@@ -200,7 +208,9 @@ start_cluster() {
     local third=$KV_ENDPOINT
     kvquery -e "$ROUTER_EP" cluster add "$second" >/dev/null
     kvquery -e "$ROUTER_EP" cluster add "$third" >/dev/null
-    wait_until 10 version_is "$ROUTER_EP" 2
+    wait_until 10 members_are "$ROUTER_EP" "['up', 'filling', 'filling']"
+    local v
+    v=$(cluster_json "$ROUTER_EP" 'd["version"]')
     run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], sum(n["masters"] for n in d["nodes"]), sum(n["replicas"] for n in d["nodes"])'
     assert_output "['up', 'filling', 'filling'] 4096 0"
     run bash -c "kvquery -e $ROUTER_EP info partitions | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"partitions\"]; print(len(p), {len(r) for r in p})'"
@@ -210,13 +220,60 @@ start_cluster() {
         run kvquery -e "$ROUTER_EP" put test s "k$k" v=1
         assert_success
     done
-    # the only ranked node dies: the filling two agree a table with no
-    # master at all, and the router answers UNAVAILABLE (and keeps serving)
+    # the only ranked node dies: the table keeps it (the filling two do not
+    # have its data), so its partitions are UNAVAILABLE, not served empty
     kill -KILL "$first_pid"
-    wait_until 10 version_is "$ROUTER_EP" 3
+    wait_until 10 bash -c "kvquery -e $ROUTER_EP info cluster | grep -q '\"state\":\"gone\"'"
     run kvquery -e "$ROUTER_EP" get test s k1
     assert_failure 2
-    assert_output --partial "has no master in table version 3 (every member is filling)"
-    run cluster_json "$ROUTER_EP" 'd["version"]'
-    assert_output 3
+    assert_output --partial "partition unavailable"
+    assert_output --partial "is gone (table version $v)"
+    run cluster_json "$ROUTER_EP" 'd["version"], [n["state"] for n in d["nodes"]]'
+    assert_output "$v ['gone', 'filling', 'filling']"
+}
+
+@test "a paused master's queued write cannot overwrite what the new master acknowledged" {
+    start_cluster 3
+    kvquery -e "$ROUTER_EP" put test s probe v=0 >/dev/null
+    # a key the first node masters
+    local mine
+    mine=$(key_mastered_by "${NODES[0]}")
+    kill -STOP "${NODE_PIDS[0]}"
+    # a write that waits in the paused master's queue
+    kvquery -e "$ROUTER_EP" --timeout 20000 put test s "$mine" v=fromA >"$BATS_TEST_TMPDIR/a.out" 2>&1 3>&- &
+    local late=$!
+    wait_until 10 version_is "$ROUTER_EP" 2
+    run kvquery -e "$ROUTER_EP" put test s "$mine" v=fromB
+    assert_success
+    kill -CONT "${NODE_PIDS[0]}"
+    wait "$late" || true
+    cat "$BATS_TEST_TMPDIR/a.out"
+    # the paused master's write was not acknowledged, and did not win
+    run grep -c '"gen"' "$BATS_TEST_TMPDIR/a.out"
+    assert_output 0
+    run kvquery -e "$ROUTER_EP" get test s "$mine"
+    assert_success
+    assert_output --partial '"v":"fromB"'
+}
+
+@test "after a whole-cluster restart the members are resumed, not demoted, and every record is served" {
+    start_cluster 3 --ns test,commit-to-device=true
+    local k
+    for k in $(seq 1 100); do kvquery -e "$ROUTER_EP" put test s "k$k" v="$k" >/dev/null; done
+    local i eps=("${NODES[@]}")
+    # all three at once
+    kill -KILL "${NODE_PIDS[0]}" "${NODE_PIDS[1]}" "${NODE_PIDS[2]}"
+    for i in 0 1 2; do stop_node "${NODE_PIDS[$i]}"; done
+    for i in 0 1 2; do
+        start_node -d "$BATS_TEST_TMPDIR/n$((i + 1))" -l "${eps[$i]}" --ns test,commit-to-device=true
+        grep -q 'serves no partition until' "$NODE_LOG"
+    done
+    wait_until 15 bash -c "grep -q 'every ranked member restarted' $ROUTER_LOG"
+    wait_until 10 nodes_up "$ROUTER_EP" 3
+    run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]]'
+    assert_output "['up', 'up', 'up']"
+    for k in $(seq 1 100); do
+        run kvquery -e "$ROUTER_EP" get test s "k$k"
+        assert_success
+    done
 }
