@@ -11,7 +11,8 @@
  * applied on the master and may or may not be on the replica.
  *
  * Writes are numbered in the order they are sent; a held reply waits for
- * every write up to its own, so replies never overtake each other.  At most
+ * every write numbered up to its own (one slow replica holds up the
+ * replies of every later write on this master, up to the timeout).  At most
  * REPLICA_INFLIGHT writes are in flight, and at most REPLICA_KEY_MAX per
  * key (counted per bucket of 1/16384 of the digests); past either the
  * write is refused KEY_BUSY before it is applied. */
