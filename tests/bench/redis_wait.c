@@ -1,8 +1,10 @@
 /* redis_wait: Redis's closest thing to synchronous RF=2, for
  * tests/bench/cluster.py: each write is SET followed by WAIT 1 0 (return
- * once one replica has it), as one pipelined pair; a write counts when
- * both replies are in and WAIT said 1.  redis-benchmark cannot send a
- * command pair, hence this tool.
+ * once one replica has it, waiting at most 5 s), as one pipelined pair; a
+ * write counts when both replies are in; one WAIT did not see confirmed
+ * by the replica counts as an error.  A connection silent for 10 s ends
+ * the run with an error instead of hanging.  redis-benchmark cannot send
+ * a command pair, hence this tool.
  *
  * usage: redis_wait HOST PORT CONNECTIONS IN_FLIGHT KEYS VALUE_BYTES SECONDS
  * prints one JSON object: ops_per_sec, p50_us, p99_us, errors (WAIT < 1). */
@@ -24,6 +26,7 @@ typedef struct {
     long keys, value_bytes;
     double seconds;
     uint64_t ops, errors;
+    int broken; /* the connection failed or went silent */
     uint32_t *lat; /* microseconds, one per write (capped) */
     size_t nlat, cap;
 } worker_t;
@@ -88,7 +91,7 @@ static int s_send_pair(worker_t *w, uint64_t *rng, const char *value)
     char cmd[8192];
     char key[32];
     int kl = snprintf(key, sizeof key, "key:%012lu", (unsigned long) (s_rng(rng) % (uint64_t) w->keys));
-    int n = snprintf(cmd, sizeof cmd, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%ld\r\n%s\r\n*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$1\r\n0\r\n",
+    int n = snprintf(cmd, sizeof cmd, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%ld\r\n%s\r\n*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$4\r\n5000\r\n",
                      kl, key, w->value_bytes, value);
     for (int off = 0; off < n;) {
         ssize_t k = write(w->fd, cmd + off, (size_t) (n - off));
@@ -125,7 +128,11 @@ static void *s_work(void *arg)
         out -= got;
         w->ops += (uint64_t) got;
     }
+    free(value);
+    free(sent_at);
+    return NULL;
 done:
+    w->broken = 1;
     free(value);
     free(sent_at);
     return NULL;
@@ -164,6 +171,8 @@ int main(int argc, char **argv)
             return 1;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         w[i] = (worker_t){.fd = fd, .in_flight = in_flight, .id = i, .keys = keys, .value_bytes = vb,
                           .seconds = secs, .cap = 2000000 / (size_t) conns};
         w[i].lat = malloc(w[i].cap * sizeof *w[i].lat);
@@ -172,9 +181,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < conns; i++)
         pthread_create(&th[i], NULL, s_work, &w[i]);
     uint64_t ops = 0, errors = 0;
+    int broken = 0;
     size_t nlat = 0;
     for (int i = 0; i < conns; i++) {
         pthread_join(th[i], NULL);
+        broken += w[i].broken;
         ops += w[i].ops;
         errors += w[i].errors;
         nlat += w[i].nlat;
@@ -194,5 +205,7 @@ int main(int argc, char **argv)
     free(all);
     free(w);
     free(th);
-    return 0;
+    if (broken)
+        fprintf(stderr, "redis_wait: %d connection(s) failed or were silent for 10 s\n", broken);
+    return broken ? 1 : 0;
 }
