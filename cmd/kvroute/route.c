@@ -63,6 +63,7 @@ typedef struct {
     uint64_t boot;       /* its boot id: a change is a restart */
     bool recovering;     /* it restarted ranked in its table: it serves nothing until resumed */
     uint64_t resume_ms;  /* when it was told to resume (its older reports are stale) */
+    uint64_t recovering_ms; /* when it was first seen recovering (0: it is not) */
 } rnode_t;
 
 typedef struct {
@@ -505,6 +506,10 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
     nd->cluster = (uint64_t) cluster;
     /* a report older than a resume sent to it is stale */
     nd->recovering = recovering && (!nd->resume_ms || kv_mono_ms() >= nd->resume_ms + 2000);
+    if (!nd->recovering)
+        nd->recovering_ms = 0;
+    else if (!nd->recovering_ms)
+        nd->recovering_ms = kv_mono_ms();
     nd->node_removed = removed;
     if (removed)
         nd->removed = false; /* the node has it: from now on it is the one that knows */
@@ -1260,13 +1265,31 @@ static void s_tick(route_t *r)
      * until it holds the data (migrations, kvrepl).  If every ranked
      * member that is up restarted (the whole cluster did), they are the
      * data: they stay ranked. */
-    bool any_steady = false;
+    /* Steady: a ranked member heard from after the first restarted one
+     * came back (its old process, if it was killed too, cannot be).
+     * Unsure: quiet since then, but not yet gone. */
+    uint64_t first_back = UINT64_MAX;
+    for (int i = 0; i < r->n; i++)
+        if (r->nodes[i].state == N_UP && r->nodes[i].recovering && r->nodes[i].recovering_ms < first_back)
+            first_back = r->nodes[i].recovering_ms;
+    bool any_steady = false, unsure = false, any_recovering = first_back != UINT64_MAX;
     for (int i = 0; i < r->n; i++) {
         const rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
-        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
-            !nd->recovering)
+        if (nd->state != N_UP || nd->removed || nd->node_removed || at < 0 || r->base.nodes[at].filling ||
+            nd->recovering)
+            continue;
+        if (!any_recovering || nd->seen_ms > first_back + r->cfg.hb_interval_ms)
             any_steady = true;
+        else
+            unsure = true;
+    }
+    /* a member restarted while others are quiet: wait until they are heard
+     * from or gone, so a whole-cluster restart is not taken for the
+     * restart of the first member to come back */
+    if (any_recovering && unsure) {
+        free(want);
+        return;
     }
     /* a cluster restart: every ranked member that is up restarted, and
      * holds the current table: they are the data, resume them */

@@ -5,6 +5,7 @@
 load helpers
 
 KVCRASH=$KV_ROOT/build/tests/kvcrash
+ROUTER_ARGS=()
 
 cluster_json() {
     kvquery -e "$1" info cluster | python3 -c "import json, sys; d = json.load(sys.stdin); print($2)"
@@ -43,7 +44,7 @@ start_cluster() {
         logs+=("$NODE_LOG")
         args+=(--node "$KV_ENDPOINT")
     done
-    start_router "${args[@]}"
+    start_router "${args[@]}" "${ROUTER_ARGS[@]}"
     wait_until 10 nodes_up "$ROUTER_EP" "$n"
     # every node has installed the table
     for ((i = 0; i < n; i++)); do
@@ -257,6 +258,9 @@ start_cluster() {
 }
 
 @test "after a whole-cluster restart the members are resumed, not demoted, and every record is served" {
+    # all three come back before the router gives up on any (30 missed
+    # heartbeats, 4.5 s): a restart of the whole cluster, not failures
+    ROUTER_ARGS=(--hb-misses 30)
     start_cluster 3 --ns test,commit-to-device=true
     local k
     for k in $(seq 1 100); do kvquery -e "$ROUTER_EP" put test s "k$k" v="$k" >/dev/null; done
@@ -265,7 +269,7 @@ start_cluster() {
     kill -KILL "${NODE_PIDS[0]}" "${NODE_PIDS[1]}" "${NODE_PIDS[2]}"
     for i in 0 1 2; do stop_node "${NODE_PIDS[$i]}"; done
     for i in 0 1 2; do
-        start_node -d "$BATS_TEST_TMPDIR/n$((i + 1))" -l "${eps[$i]}" --ns test,commit-to-device=true
+        start_node -d "$BATS_TEST_TMPDIR/n$((i + 1))" -l "${eps[$i]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
         grep -q 'serves no partition until' "$NODE_LOG"
     done
     wait_until 15 bash -c "grep -q 'every ranked member restarted' $ROUTER_LOG"
