@@ -258,6 +258,10 @@ typedef struct {
     int pfrom, pto;
     uint64_t reqid;
     bool done;
+    int page_pid;                 /* the page asked for, to ask again */
+    uint8_t after[KV_DIGEST_SIZE];
+    bool has_after;
+    int retries;                  /* WRONG_NODE / UNAVAILABLE answers in a row */
 } stream_t;
 
 static int s_scan_send(kq_t *q, const char *ns, const char *set, stream_t *st, int pid, const uint8_t *after)
@@ -278,6 +282,10 @@ static int s_scan_send(kq_t *q, const char *ns, const char *set, stream_t *st, i
     }
     int rc = kv_client_send(q->client, &req);
     st->reqid = req.hdr.reqid;
+    st->page_pid = pid;
+    st->has_after = after != NULL;
+    if (after && after != st->after)
+        memcpy(st->after, after, KV_DIGEST_SIZE);
     kv_req_destroy(&req);
     return rc;
 }
@@ -317,11 +325,22 @@ static int s_scan(kq_t *q, const char *cmd, const char *ns, const char *set, boo
             kv_reply_close(&rep);
             continue;
         }
+        if ((rep.hdr.status == KV_ERR_WRONG_NODE || rep.hdr.status == KV_ERR_UNAVAILABLE) && s->retries < 5) {
+            /* the cluster's table is changing: ask for the page again */
+            kv_reply_close(&rep);
+            usleep(20000u << s->retries++);
+            if (s_scan_send(q, ns, set, s, s->page_pid, s->has_after ? s->after : NULL) != 0) {
+                kv_warn("%s: %s", what, kv_client_error(q->client));
+                return EXIT_ERROR;
+            }
+            continue;
+        }
         if (rep.hdr.status != KV_OK) {
             rc = kq_report(what, &rep);
             kv_reply_close(&rep);
             return rc;
         }
+        s->retries = 0;
         const uint8_t *body = kv_reply_data(&rep);
         size_t blen = kv_reply_size(&rep);
         kv_mp_t v, nx;
