@@ -1225,6 +1225,33 @@ static void s_from_client(route_t *r)
 
 /* ---- membership -------------------------------------------------------- */
 
+/* The smallest rf of the cluster's namespaces (the strictest for copies). */
+static int s_min_rf(const route_t *r)
+{
+    int rf = KV_RF_MAX;
+    for (const char *p = strstr(r->ns_sig, " rf="); p; p = strstr(p + 4, " rf="))
+        if (atoi(p + 4) >= 1 && atoi(p + 4) < rf)
+            rf = atoi(p + 4);
+    return rf;
+}
+
+/* Does every partition keep a copy among these node ids?  A partition's
+ * copies are the first rf of its row in the installed table; a node not
+ * among them has none of its data. */
+static bool s_covers(const route_t *r, const uint64_t *ids, int n)
+{
+    int rf = s_min_rf(r);
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        bool kept = false;
+        for (int k = 0; k < rf && !kept && r->rows[p][k] != UINT8_MAX; k++)
+            for (int j = 0; j < n && !kept; j++)
+                kept = r->base.nodes[r->rows[p][k]].id == ids[j];
+        if (!kept)
+            return false;
+    }
+    return true;
+}
+
 static void s_tick(route_t *r)
 {
     uint64_t now = kv_mono_ms(), timeout = (uint64_t) r->cfg.hb_interval_ms * r->cfg.hb_misses;
@@ -1294,7 +1321,19 @@ static void s_tick(route_t *r)
     /* a cluster restart: every ranked member that is up restarted, and
      * holds the current table: they are the data, resume them */
     bool cold = false;
+    uint64_t back[KV_NODES_MAX];
+    int nback = 0;
     for (int i = 0; !any_steady && r->base.version && i < r->n; i++) {
+        rnode_t *nd = &r->nodes[i];
+        int at = kv_ptable_find(&r->base, nd->id);
+        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
+            nd->recovering && nd->version == r->base.version)
+            back[nback++] = nd->id;
+    }
+    /* only if they hold a copy of every partition: else the others are
+     * needed, and their partitions wait for them (unavailable) */
+    bool enough = nback > 0 && s_covers(r, back, nback);
+    for (int i = 0; enough && i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
         if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
@@ -1312,7 +1351,9 @@ static void s_tick(route_t *r)
         }
     }
     if (cold)
-        kv_warn("every ranked member restarted: resuming them with table version %u", r->base.version);
+        kv_warn("every ranked member restarted: resuming the %d back, which hold a copy of every partition "
+                "(table version %u)",
+                nback, r->base.version);
     for (int i = 0; i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
         if (nd->state != N_UP || nd->removed || nd->node_removed)
@@ -1322,16 +1363,19 @@ static void s_tick(route_t *r)
         if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
             want->nodes[kv_ptable_find(want, nd->id)].filling = filling;
     }
-    /* never a table with no ranked member while the installed one has
-     * some: they hold the data; keep them (their partitions unavailable)
-     * until they come back, rather than hand everything to members
-     * without it */
-    int ranked = 0;
+    /* never drop ranked members if the ranked ones left would miss every
+     * copy of some partition (more than rf-1 lost): they hold that data;
+     * keep them (their partitions unavailable) until they come back,
+     * rather than hand their partitions to members without it */
+    uint64_t ranked[KV_NODES_MAX];
+    int nranked = 0;
     for (int i = 0; i < want->n; i++)
-        ranked += !want->nodes[i].filling;
-    for (int i = 0; !ranked && i < r->base.n; i++)
-        if (!r->base.nodes[i].filling && kv_ptable_find(want, r->base.nodes[i].id) < 0)
-            kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
+        if (!want->nodes[i].filling)
+            ranked[nranked++] = want->nodes[i].id;
+    if (r->base.version && !s_covers(r, ranked, nranked))
+        for (int i = 0; i < r->base.n; i++)
+            if (!r->base.nodes[i].filling && kv_ptable_find(want, r->base.nodes[i].id) < 0)
+                kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
     bool same = want->n == r->base.n;
     for (int i = 0; same && i < want->n; i++)
         same = want->nodes[i].id == r->base.nodes[i].id && want->nodes[i].filling == r->base.nodes[i].filling &&

@@ -281,3 +281,32 @@ start_cluster() {
         assert_success
     done
 }
+
+@test "a whole-cluster restart, one node at a time: no table leaves out the data, every record is served" {
+    start_cluster 3 --ns test,commit-to-device=true
+    local k i eps=("${NODES[@]}")
+    for k in $(seq 1 100); do kvquery -e "$ROUTER_EP" put test s "k$k" v="$k" >/dev/null; done
+    kill -KILL "${NODE_PIDS[0]}" "${NODE_PIDS[1]}" "${NODE_PIDS[2]}"
+    for i in 0 1 2; do stop_node "${NODE_PIDS[$i]}"; done
+    # the first one back, alone, after the router gave up on all three
+    wait_until 10 bash -c "[ \$(kvquery -e $ROUTER_EP info cluster | grep -o '\"state\":\"gone\"' | wc -l) = 3 ]"
+    start_node -d "$BATS_TEST_TMPDIR/n1" -l "${eps[0]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
+    wait_until 10 bash -c "kvquery -e $ROUTER_EP info cluster | grep -q '\"state\":\"up\"'"
+    # it holds a copy of only two thirds of the partitions: it is not
+    # resumed, and the table keeps the two others (their partitions wait)
+    run kvquery -e "$ROUTER_EP" get test s k1
+    [ "$status" -ne 0 ] || [[ $output == *'"v":"1"'* ]]
+    run cluster_json "$ROUTER_EP" 'd["version"]'
+    assert_output 1
+    # the second one back: the two hold every partition, they are resumed
+    start_node -d "$BATS_TEST_TMPDIR/n2" -l "${eps[1]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
+    wait_until 10 bash -c "grep -q 'resuming the 2 back' $ROUTER_LOG"
+    # the last one comes back filling (the others went on without it)
+    start_node -d "$BATS_TEST_TMPDIR/n3" -l "${eps[2]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
+    wait_until 10 members_are "$ROUTER_EP" "['up', 'up', 'filling']"
+    for k in $(seq 1 100); do
+        run kvquery -e "$ROUTER_EP" get test s "k$k"
+        assert_success
+        assert_output --partial "\"v\":\"$k\""
+    done
+}
