@@ -587,10 +587,6 @@ static void s_from_node(route_t *r, rnode_t *nd)
                         kv_warn("node %s: %s: %s", nd->endpoint, kv_err_name(h.status), e);
                     continue;
                 }
-                if (kind == K_BATCH) {
-                    s_batch_part(r, &h, body, h.body_len);
-                    continue;
-                }
                 if (kind == K_STATE)
                     s_node_says(r, nd, body, h.body_len, true);
                 else if ((kind == K_PREPARE || kind == K_ACCEPT) && r->p.active && h.reqid == r->p.reqid)
@@ -785,6 +781,14 @@ static void s_admin(route_t *r, kv_hdr_t *h, const uint8_t *body, size_t len)
                 kv_warn("heartbeat from %s: %s", epz, why);
             return; /* its state reply admits it */
         }
+        if (nd && el && strcmp(nd->endpoint, epz) != 0 && !s_by_endpoint(r, epz) && nd->state == N_UP &&
+            kv_mono_ms() <= nd->seen_ms + 3 * (uint64_t) r->cfg.hb_interval_ms) {
+            /* two processes with one id (a copied data directory?), or a
+             * forged heartbeat: keep the one that is up */
+            kv_warn("heartbeat from node %016" PRIx64 " at %s while it is up at %s: ignored", nd->id, epz,
+                    nd->endpoint);
+            return;
+        }
         if (nd && el && strcmp(nd->endpoint, epz) != 0 && !s_by_endpoint(r, epz)) {
             /* the same node at a new endpoint (restarted elsewhere): follow it */
             void *sock = zmq_socket(r->ctx, ZMQ_DEALER);
@@ -914,8 +918,19 @@ static void s_batch_reply(route_t *r, batch_t *b, bool timed_out)
  * error packed for the client (rh's status set). */
 static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t len, zmq_msg_t *env, int d)
 {
-    kv_mp_t keys;
-    uint32_t n;
+    kv_mp_t keys, chk = kv_mp(body, len);
+    uint32_t n, fields;
+    /* the body is copied field by field into each part: check its shape */
+    bool shape = kv_mp_valid(body, len) && kv_mp_read_map(&chk, &fields) == 0;
+    for (uint32_t f = 0; shape && f < fields; f++) {
+        const char *k;
+        uint32_t kl;
+        shape = kv_mp_read_str(&chk, &k, &kl) == 0 && kv_mp_skip(&chk) == 0;
+    }
+    if (!shape) {
+        s_reply_error(r, rh, KV_ERR_BAD_REQUEST, "body must be one MessagePack map with string keys");
+        return -1;
+    }
     if (kv_body_get(body, len, "keys", &keys) != 0 || kv_mp_read_array(&keys, &n) != 0 || n > KV_BATCH_MAX) {
         s_reply_error(r, rh, KV_ERR_BAD_REQUEST, "missing keys (field 'keys': array of at most %d digests)",
                       KV_BATCH_MAX);
@@ -978,15 +993,13 @@ static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t l
         msgpack_packer pk;
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         kv_mp_t v = kv_mp(body, len);
-        uint32_t fields;
         kv_mp_read_map(&v, &fields);
         msgpack_pack_map(&pk, fields);
         for (uint32_t f = 0; f < fields; f++) {
             const uint8_t *ks = v.p;
-            const char *k;
-            uint32_t kl;
-            kv_mp_read_str(&v, &k, &kl);
-            const uint8_t *vs = v.p;
+            const char *k = "";
+            uint32_t kl = 0;
+            kv_mp_read_str(&v, &k, &kl); /* checked by s_batch_start's shape test */
             kv_mp_skip(&v);
             if (kl == 4 && memcmp(k, "keys", 4) == 0) {
                 kv_mp_pack_cstr(&pk, "keys");
@@ -998,7 +1011,6 @@ static int s_batch_start(route_t *r, kv_hdr_t *rh, const uint8_t *body, size_t l
                     }
             } else
                 msgpack_sbuffer_write(&sb, (const char *) ks, (size_t) (v.p - ks));
-            (void) vs;
         }
         rnode_t *nd = s_by_id(r, r->base.nodes[m].id);
         b->part_id[m] = s_reqid(r, K_BATCH);
@@ -1118,7 +1130,7 @@ static void s_from_client(route_t *r)
     int d = 0;
     while (d < nf && zmq_msg_size(&f[d]) != 0)
         d++;
-    if (d + 2 != parts && parts <= 16) {
+    if (d + 2 != parts) {
         /* not [envelope, delimiter, one frame]: answer BAD_REQUEST, as a
          * node does, to the envelope (the identity alone if no delimiter) */
         int n_env = d < nf ? d : 1;
@@ -1144,6 +1156,14 @@ static void s_from_client(route_t *r)
         kv_hdr_t h;
         char why[200];
         int rc;
+        if (len == 0) { /* as a node does: an empty request frame is answered */
+            static const uint8_t room[KV_HDR_SIZE];
+            msgpack_sbuffer_write(&r->out, (const char *) room, sizeof room);
+            kv_hdr_t rh = {.table_version = r->base.version};
+            s_reply_error(r, &rh, KV_ERR_BAD_REQUEST, "empty request frame");
+            rh.body_len = (uint32_t) (r->out.size - KV_HDR_SIZE);
+            kv_hdr_encode(&rh, (uint8_t *) r->out.data);
+        }
         while ((rc = kv_frame_next(frame, len, &off, &h, &body, why, sizeof why)) != -1) {
             size_t start = r->out.size;
             static const uint8_t room[KV_HDR_SIZE];
