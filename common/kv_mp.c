@@ -343,6 +343,14 @@ void kv_mp_pack_strn(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
+void kv_mp_pack_bool(msgpack_packer *pk, bool v)
+{
+    if (v)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+}
+
 void kv_mp_pack_cstr(msgpack_packer *pk, const char *s)
 {
     kv_mp_pack_strn(pk, s, strlen(s));

@@ -86,6 +86,8 @@ int kv_fixbuf_write(void *data, const char *buf, size_t len);
 
 /* Pack helpers for string keys and values. */
 void kv_mp_pack_cstr(msgpack_packer *pk, const char *s);
+/* true or false. */
+void kv_mp_pack_bool(msgpack_packer *pk, bool v);
 void kv_mp_pack_strn(msgpack_packer *pk, const char *s, size_t n);
 
 /* Start a request or reply in sb: room for its header (KV_HDR_SIZE bytes,

@@ -155,10 +155,7 @@ static int s_save(cluster_t *c, char *why, size_t whylen)
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 6);
     kv_mp_pack_cstr(&pk, "removed");
-    if (c->removed)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
+    kv_mp_pack_bool(&pk, c->removed);
     kv_mp_pack_cstr(&pk, "table");
     kv_ptable_pack(&c->table, &pk);
     kv_mp_pack_cstr(&pk, "inst");
@@ -417,17 +414,11 @@ static void s_pack_self(server_t *s, msgpack_packer *pk, int extra)
     cluster_t *c = s->cluster;
     msgpack_pack_map(pk, (uint32_t) (8 + extra));
     kv_mp_pack_cstr(pk, "removed");
-    if (c->removed)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kv_mp_pack_bool(pk, c->removed);
     kv_mp_pack_cstr(pk, "boot");
     msgpack_pack_uint64(pk, c->boot);
     kv_mp_pack_cstr(pk, "recovering");
-    if (c->recovering)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kv_mp_pack_bool(pk, c->recovering);
     kv_mp_pack_cstr(pk, "node");
     msgpack_pack_uint64(pk, c->node_id);
     kv_mp_pack_cstr(pk, "endpoint");
@@ -453,10 +444,7 @@ static int s_vote(server_t *s, bool granted, bool with_accepted)
     msgpack_packer *pk = &s->pk;
     msgpack_pack_map(pk, with_accepted ? 5 : 3);
     kv_mp_pack_cstr(pk, "granted");
-    if (granted)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kv_mp_pack_bool(pk, granted);
     kv_mp_pack_cstr(pk, "promised");
     s_pack_ballot(pk, c->promised);
     kv_mp_pack_cstr(pk, "table");

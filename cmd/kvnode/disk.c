@@ -1449,10 +1449,7 @@ void disk_pack_stats(const disk_t *d, msgpack_packer *pk)
             live += d->blocks[i].live;
         }
     kv_mp_pack_cstr(pk, "commit_to_device");
-    if (d->ns->cfg.commit_to_device)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
+    kv_mp_pack_bool(pk, d->ns->cfg.commit_to_device);
     s_kv_u64(pk, "flush_ms", d->ns->cfg.flush_ms);
     s_kv_u64(pk, "tombstones", d->ns->tombstones);
     s_kv_u64(pk, "disk_used", used_blocks * d->wb);

@@ -165,10 +165,7 @@ static void s_set_removed(route_t *r, rnode_t *nd, bool removed)
     msgpack_packer pk;
     s_body(&sb, &pk, "set-removed", 1);
     kv_mp_pack_cstr(&pk, "removed");
-    if (removed)
-        msgpack_pack_true(&pk);
-    else
-        msgpack_pack_false(&pk);
+    kv_mp_pack_bool(&pk, removed);
     s_send(r, nd, s_reqid(r, K_STATE), &sb); /* its reply is a state reply */
     msgpack_sbuffer_destroy(&sb);
 }
