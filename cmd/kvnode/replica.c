@@ -249,9 +249,10 @@ void replica_recv(server_t *s, int k)
     s_advance(p);
 }
 
-long replica_tick(server_t *s, uint64_t now_ms)
+long replica_tick(server_t *s, uint64_t now_ms, bool *expired)
 {
     replica_t *p = s->replica;
+    *expired = false;
     for (uint64_t n = p->done + 1; n < p->next; n++) {
         slot_t *sl = s_slot(p, n);
         if (!sl->remaining)
@@ -259,6 +260,7 @@ long replica_tick(server_t *s, uint64_t now_ms)
         if (now_ms < sl->sent_ms + REPLICA_TIMEOUT_MS)
             return (long) (sl->sent_ms + REPLICA_TIMEOUT_MS - now_ms);
         sl->failed = true;
+        *expired = true;
         snprintf(p->why, sizeof p->why, "write in doubt: a replica did not answer within %d ms", REPLICA_TIMEOUT_MS);
         if (p->failures++ % 1000 == 0)
             kv_warn("%s (%" PRIu64 " such writes so far)", p->why, p->failures);

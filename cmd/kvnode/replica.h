@@ -45,8 +45,9 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
 int replica_poll_items(server_t *s, zmq_pollitem_t *items, int max);
 /* Read the answers waiting on the peer socket of poll item k. */
 void replica_recv(server_t *s, int k);
-/* Time out writes not answered in time; ms until the next check. */
-long replica_tick(server_t *s, uint64_t now_ms);
+/* Time out writes not answered in time (*expired: some were); ms until
+ * the next check. */
+long replica_tick(server_t *s, uint64_t now_ms, bool *expired);
 /* Every write numbered up to upto is answered (or timed out). */
 bool replica_done(const server_t *s, uint64_t upto);
 /* Some write numbered from..upto timed out or was refused: why, or NULL. */

@@ -19,6 +19,7 @@ struct server {
     struct replica *replica;     /* writes sent to replicas, waiting for answers */
     uint64_t repl_from, repl_upto; /* the replica writes of the request being served */
     uint64_t chunk_repl_from, chunk_repl_upto; /* and of the reply frame being built */
+    bool release_due;            /* a frame was held with nothing left to wait for: release after the batch */
     uint64_t started_ms;
     uint64_t last_lut;
     uint64_t now_ms;             /* wall clock, read once per batch of requests */

@@ -402,6 +402,10 @@ static void s_emit(server_t *s, void *arg)
         memcpy(q->upto, s->chunk_upto, sizeof q->upto);
         q->repl_from = s->chunk_repl_from;
         q->repl_upto = s->chunk_repl_upto;
+        /* its replica writes may be over already (none could be sent):
+         * no answer will come to wake a release */
+        if (q->repl_upto && replica_done(s, q->repl_upto))
+            s->release_due = true;
     } else {
         for (int i = 0; i < env->n_env; i++) {
             zmq_msg_t c;
@@ -641,7 +645,8 @@ void server_run(server_t *s, volatile int *stop)
         long wait = now >= next_sweep ? 0 : (long) (next_sweep - now);
         if (disk_wait < wait)
             wait = disk_wait;
-        long hb_wait = cluster_tick(s, kv_mono_ms()), repl_wait = replica_tick(s, kv_mono_ms());
+        bool expired;
+        long hb_wait = cluster_tick(s, kv_mono_ms()), repl_wait = replica_tick(s, kv_mono_ms(), &expired);
         if (hb_wait < wait)
             wait = hb_wait;
         if (repl_wait < wait)
@@ -663,13 +668,19 @@ void server_run(server_t *s, volatile int *stop)
                 replica_recv(s, i);
                 answered = true;
             }
-        if (flushed || answered || s->n_deferred)
+        /* held replies can go only when a flush ended or replicas answered
+         * or timed out: not on every wake-up */
+        if (flushed || answered || expired)
             s_release(s);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s->now_ms = kv_wall_ms();
             for (int k = 0; k < 4096 && s_serve_one(s) == 0; k++)
                 if ((k & 63) == 63)
                     s->now_ms = kv_wall_ms();
+        }
+        if (s->release_due) { /* frames held with nothing left to wait for */
+            s->release_due = false;
+            s_release(s);
         }
         /* start the next flush only now, so it covers every write that
          * arrived while the last one ran */
@@ -705,7 +716,8 @@ void server_run(server_t *s, volatile int *stop)
         for (int i = 0; i < n; i++)
             if (peers[i].revents & ZMQ_POLLIN)
                 replica_recv(s, i);
-        replica_tick(s, kv_mono_ms() >= give_up ? UINT64_MAX - REPLICA_TIMEOUT_MS : kv_mono_ms());
+        bool expired;
+        replica_tick(s, kv_mono_ms() >= give_up ? UINT64_MAX - REPLICA_TIMEOUT_MS : kv_mono_ms(), &expired);
         s_release(s);
         if (kv_mono_ms() >= give_up + 100)
             break;
