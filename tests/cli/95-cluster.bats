@@ -4,38 +4,6 @@
 
 load helpers
 
-# cluster_json EP EXPR: evaluate a Python expression over `info cluster`
-# of the router at EP (bound as d).
-cluster_json() {
-    kvquery -e "$1" info cluster | python3 -c "import json, sys; d = json.load(sys.stdin); print($2)"
-}
-
-# version_is EP V: the router at EP has table version V.
-version_is() { [ "$(cluster_json "$1" 'd["version"]')" = "$2" ]; }
-
-# nodes_up EP N: N nodes up and in the table at EP.
-nodes_up() {
-    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] == "up" and n["masters"] > 0)')" = "$2" ]
-}
-
-# members EP N: N nodes up or filling (in the table) at EP.
-members() {
-    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] in ("up", "filling"))')" = "$2" ]
-}
-
-# start_nodes N [args]: N nodes with data directories; endpoints in NODES[].
-start_nodes() {
-    local n=$1 i
-    shift
-    NODES=()
-    NODE_PIDS=()
-    for ((i = 1; i <= n; i++)); do
-        start_node -d "$BATS_TEST_TMPDIR/n$i" "$@"
-        NODES+=("$KV_ENDPOINT")
-        NODE_PIDS+=("$NODE_PID")
-    done
-}
-
 # one_table_per_version LOG...: every "installed table version V ... hash H"
 # line of the node logs names one hash per version.
 one_table_per_version() {

@@ -7,13 +7,6 @@ load helpers
 KVCRASH=$KV_ROOT/build/tests/kvcrash
 ROUTER_ARGS=()
 
-cluster_json() {
-    kvquery -e "$1" info cluster | python3 -c "import json, sys; d = json.load(sys.stdin); print($2)"
-}
-version_is() { [ "$(cluster_json "$1" 'd["version"]')" = "$2" ]; }
-nodes_up() {
-    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] == "up" and n["masters"] > 0)')" = "$2" ]
-}
 # key_mastered_by EP: the first of k1..k60 (in set s, written through the
 # router first) that the node at EP masters (the others answer WRONG_NODE).
 key_mastered_by() {
@@ -27,28 +20,18 @@ key_mastered_by() {
     done
     return 1
 }
-members_are() { [ "$(cluster_json "$1" '[n["state"] for n in d["nodes"]]')" = "$2" ]; }
 records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(json.load(sys.stdin)["records"])'; }
 
-# a cluster of N nodes with data directories behind one router (ROUTER_EP)
+# start_cluster N [kvnode args]: start_nodes, then a router over them
+# (with ROUTER_ARGS), once every node has installed table version 1.
 start_cluster() {
     local n=$1 i args=()
-    shift
-    NODES=()
-    NODE_PIDS=()
-    local logs=()
-    for ((i = 1; i <= n; i++)); do
-        start_node -d "$BATS_TEST_TMPDIR/n$i" "$@"
-        NODES+=("$KV_ENDPOINT")
-        NODE_PIDS+=("$NODE_PID")
-        logs+=("$NODE_LOG")
-        args+=(--node "$KV_ENDPOINT")
-    done
+    start_nodes "$@"
+    for ((i = 0; i < n; i++)); do args+=(--node "${NODES[$i]}"); done
     start_router "${args[@]}" "${ROUTER_ARGS[@]}"
     wait_until 10 nodes_up "$ROUTER_EP" "$n"
-    # every node has installed the table
     for ((i = 0; i < n; i++)); do
-        wait_until 5 grep -q 'installed table version 1 ' "${logs[$i]}"
+        wait_until 5 grep -q 'installed table version 1 ' "${NODE_LOGS[$i]}"
     done
 }
 

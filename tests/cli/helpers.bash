@@ -170,6 +170,46 @@ start_router() {
     ROUTER_EP=$(cat "$ready")
 }
 
+# ---- clusters: nodes and kvroute (95-cluster, 96-replication) ----
+
+# cluster_json EP EXPR: evaluate a Python expression over `info cluster`
+# of the router at EP (bound as d).
+cluster_json() {
+    kvquery -e "$1" info cluster | python3 -c "import json, sys; d = json.load(sys.stdin); print($2)"
+}
+
+# version_is EP V: the router at EP has table version V.
+version_is() { [ "$(cluster_json "$1" 'd["version"]')" = "$2" ]; }
+
+# nodes_up EP N: N nodes up and in the table at EP.
+nodes_up() {
+    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] == "up" and n["masters"] > 0)')" = "$2" ]
+}
+
+# members EP N: N nodes up or filling (in the table) at EP.
+members() {
+    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] in ("up", "filling"))')" = "$2" ]
+}
+
+# start_nodes N [args]: N nodes with data directories; endpoints in NODES[].
+start_nodes() {
+    local n=$1 i
+    shift
+    NODES=()
+    NODE_PIDS=()
+    NODE_LOGS=()
+    for ((i = 1; i <= n; i++)); do
+        start_node -d "$BATS_TEST_TMPDIR/n$i" "$@"
+        NODES+=("$KV_ENDPOINT")
+        NODE_PIDS+=("$NODE_PID")
+        NODE_LOGS+=("$NODE_LOG")
+    done
+}
+
+# members_are EP LIST: the states of the router's nodes, in order, printed
+# as a Python list.
+members_are() { [ "$(cluster_json "$1" '[n["state"] for n in d["nodes"]]')" = "$2" ]; }
+
 # kv_teardown: stop every node of this test; show their logs if it failed.
 kv_teardown() {
     local pid log
