@@ -209,26 +209,6 @@ int kq_parse_key(const kq_t *q, const char *arg, kv_key_t *key, char *why, size_
     return 0;
 }
 
-json_t *kq_key_json(const kv_key_t *key)
-{
-    if (key->type == KV_KEY_INT)
-        return json_integer(key->i);
-    /* the same JSON as the key's MessagePack form, so put, get and export agree */
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (key->type == KV_KEY_STRING)
-        kv_mp_pack_strn(&pk, (const char *) key->bytes, key->len);
-    else {
-        msgpack_pack_bin(&pk, key->len);
-        msgpack_pack_bin_body(&pk, key->bytes, key->len);
-    }
-    json_t *j = kv_json_from_mp((const uint8_t *) sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return j;
-}
-
 void kq_args_test(bool verbose)
 {
     (void) verbose;

@@ -44,14 +44,10 @@ int kq_parse_bin(const char *arg, char *name, size_t name_size, msgpack_packer *
 int kq_parse_op(const char *arg, msgpack_packer *pk, char *why, size_t whylen);
 /* Parse a key argument (string, or integer with --int-key). */
 int kq_parse_key(const kq_t *q, const char *arg, kv_key_t *key, char *why, size_t whylen);
-/* The key as JSON (for output). */
-json_t *kq_key_json(const kv_key_t *key);
 
 /* output.c: print records and objects */
 /* Print a record reply map.  ns/set/key are used when the reply lacks them. */
 void kq_print_record(kq_t *q, const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len);
-/* Record JSON object (ns, set, key|digest, gen, ttl, bins) from a reply map. */
-json_t *kq_record_json(const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len);
 void kq_print_json(kq_t *q, json_t *obj);
 
 /* stream.c: commands that move many records */

@@ -3,6 +3,7 @@
 #include "kv_err.h"
 #include "kv_json.h"
 #include "kv_mp.h"
+#include "kv_record.h"
 #include "kv_util.h"
 #include <errno.h>
 #include <getopt.h>
@@ -107,7 +108,7 @@ static void s_print_meta(kq_t *q, char **argv, const kv_key_t *key, kv_reply_t *
 {
     if (q->format == FMT_RAW)
         return;
-    json_t *o = kq_record_json(argv[0], argv[1], key, kv_reply_data(rep), kv_reply_size(rep));
+    json_t *o = kv_record_json(argv[0], argv[1], key, kv_reply_data(rep), kv_reply_size(rep));
     kq_print_json(q, o);
     json_decref(o);
 }
@@ -216,8 +217,8 @@ static int cmd_exists(kq_t *q, int argc, char **argv)
         return rc;
     }
     bool found = rep.hdr.status == KV_OK;
-    json_t *o = found ? kq_record_json(argv[0], argv[1], &key, kv_reply_data(&rep), kv_reply_size(&rep))
-                      : json_pack("{s:s,s:s,s:o}", "ns", argv[0], "set", argv[1], "key", kq_key_json(&key));
+    json_t *o = found ? kv_record_json(argv[0], argv[1], &key, kv_reply_data(&rep), kv_reply_size(&rep))
+                      : json_pack("{s:s,s:s,s:o}", "ns", argv[0], "set", argv[1], "key", kv_key_json(&key));
     json_object_set_new(o, "exists", json_boolean(found));
     if (q->format == FMT_RAW)
         printf("%s\n", found ? "true" : "false");

@@ -2,54 +2,10 @@
 #include "kvquery.h"
 #include "kv_json.h"
 #include "kv_mp.h"
+#include "kv_record.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* value of key in map as JSON, or NULL */
-static json_t *s_get_json(const uint8_t *map, size_t len, const char *key)
-{
-    kv_mp_t v;
-    if (kv_body_get(map, len, key, &v) != 0)
-        return NULL;
-    const uint8_t *start = v.p;
-    if (kv_mp_skip(&v) != 0)
-        return NULL;
-    return kv_json_from_mp(start, (size_t) (v.p - start));
-}
-
-json_t *kq_record_json(const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "ns", json_string(ns));
-    json_t *rset = s_get_json(map, len, "set");
-    json_object_set_new(o, "set", rset ? rset : json_string(set ? set : ""));
-    json_t *rkey = s_get_json(map, len, "key");
-    if (!rkey && key)
-        rkey = kq_key_json(key);
-    if (rkey)
-        json_object_set_new(o, "key", rkey);
-    else {
-        kv_mp_t v;
-        const uint8_t *d;
-        uint32_t n;
-        if (kv_body_get(map, len, "digest", &v) == 0 && kv_mp_read_bin(&v, &d, &n) == 0 && n == KV_DIGEST_SIZE) {
-            char hex[2 * KV_DIGEST_SIZE + 1];
-            kv_digest_hex(d, hex);
-            json_object_set_new(o, "digest", json_string(hex));
-        }
-    }
-    json_t *v;
-    if ((v = s_get_json(map, len, "gen")))
-        json_object_set_new(o, "gen", v);
-    if ((v = s_get_json(map, len, "ttl")))
-        json_object_set_new(o, "ttl", v);
-    if ((v = s_get_json(map, len, "bins")))
-        json_object_set_new(o, "bins", v);
-    if ((v = s_get_json(map, len, "deleted"))) /* a write removed the last bin */
-        json_object_set_new(o, "deleted", v);
-    return o;
-}
 
 static char *s_compact(const json_t *v)
 {
@@ -94,7 +50,7 @@ static void s_print_raw(json_t *rec)
 
 void kq_print_record(kq_t *q, const char *ns, const char *set, const kv_key_t *key, const uint8_t *map, size_t len)
 {
-    json_t *rec = kq_record_json(ns, set, key, map, len);
+    json_t *rec = kv_record_json(ns, set, key, map, len);
     if (q->format == FMT_TABLE)
         s_print_table_row(q, rec);
     else if (q->format == FMT_RAW)

@@ -4,6 +4,7 @@
 #include "kv_err.h"
 #include "kv_json.h"
 #include "kv_mp.h"
+#include "kv_record.h"
 #include "kv_util.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,130 +425,32 @@ static int s_import_req(kq_t *q, const char *ns, const char *text, kv_req_t *req
 {
     json_error_t jerr;
     json_t *o = json_loads(text, 0, &jerr);
-    int rc = -1;
     if (!o) {
         snprintf(why, whylen, "bad JSON at column %d: %s", jerr.column, jerr.text);
         return -1;
     }
+    kv_jrecord_t r;
+    int rc = kv_jrecord_parse(&r, o, why, whylen);
+    json_decref(o);
+    if (rc != 0)
+        return -1;
     kv_req_init(req, KV_OP_PUT);
-    json_t *jset = json_object_get(o, "set"), *jkey = json_object_get(o, "key"), *jdig = json_object_get(o, "digest");
-    json_t *jttl = json_object_get(o, "ttl"), *jbins = json_object_get(o, "bins");
-    const char *set = "";
-    if (jset && !json_is_string(jset)) {
-        snprintf(why, whylen, "\"set\" must be a string");
-        goto out;
-    }
-    if (jset)
-        set = json_string_value(jset);
-    if (strlen(set) > KV_SET_MAX) {
-        snprintf(why, whylen, "set name is longer than %d bytes", KV_SET_MAX);
-        goto out;
-    }
-    if (!json_is_object(jbins) || json_object_size(jbins) == 0) {
-        snprintf(why, whylen, "\"bins\" must be a non-empty object");
-        goto out;
-    }
-    kv_key_t key = {0};
-    uint8_t *kb = NULL;
-    if (json_is_string(jkey))
-        key = (kv_key_t){.type = KV_KEY_STRING, .bytes = (const uint8_t *) json_string_value(jkey),
-                         .len = json_string_length(jkey)};
-    else if (json_is_integer(jkey))
-        key = (kv_key_t){.type = KV_KEY_INT, .i = json_integer_value(jkey)};
-    else if (json_is_object(jkey) && json_object_size(jkey) == 1
-             && (json_object_get(jkey, "$bytes") || json_object_get(jkey, "$string"))) {
-        /* {"$bytes":B64} is a bytes key, {"$string":B64} a string key that is not UTF-8 */
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        kv_mp_t r;
-        const uint8_t *b;
-        uint32_t bl;
-        bool bytes = json_object_get(jkey, "$bytes") != NULL;
-        char inner[256];
-        if (kv_json_to_mp(jkey, &pk, inner, sizeof inner) != 0
-            || (r = kv_mp(sb.data, sb.size),
-                bytes ? kv_mp_read_bin(&r, &b, &bl) : kv_mp_read_str(&r, (const char **) &b, &bl)) != 0) {
-            msgpack_sbuffer_destroy(&sb);
-            snprintf(why, whylen, "\"key\": %s needs a base64 string", bytes ? "$bytes" : "$string");
-            goto out;
-        }
-        kb = malloc(bl ? bl : 1);
-        memcpy(kb, b, bl);
-        key = (kv_key_t){.type = bytes ? KV_KEY_BYTES : KV_KEY_STRING, .bytes = kb, .len = bl};
-        msgpack_sbuffer_destroy(&sb);
-    } else if (jkey) {
-        snprintf(why, whylen, "\"key\" must be a string, an integer, {\"$bytes\":BASE64} or {\"$string\":BASE64}");
-        goto out;
-    }
-    if (key.type) {
-        if (key.type != KV_KEY_INT && key.len > KV_KEY_MAX) {
-            snprintf(why, whylen, "key is longer than %d bytes", KV_KEY_MAX);
-            free(kb);
-            goto out;
-        }
-        kv_req_record(req, ns, set, &key, !q->no_send_key);
-        free(kb);
-    } else if (json_is_string(jdig)) {
-        if (kv_digest_parse(json_string_value(jdig), req->hdr.digest) != 0) {
-            snprintf(why, whylen, "\"digest\" must be 40 hex digits");
-            goto out;
-        }
-        req->hdr.pid = kv_partition(req->hdr.digest);
+    if (r.key.type)
+        kv_req_record(req, ns, r.set, &r.key, !q->no_send_key);
+    else {
+        memcpy(req->hdr.digest, r.digest, KV_DIGEST_SIZE);
+        req->hdr.pid = kv_partition(r.digest);
         kv_req_str(req, "ns", ns, strlen(ns));
-        kv_req_str(req, "set", set, strlen(set));
-    } else {
-        snprintf(why, whylen, "a record needs \"key\" (or \"digest\")");
-        goto out;
+        kv_req_str(req, "set", r.set, strlen(r.set));
     }
-    int64_t ttl = 0;
-    if (jttl) {
-        if (!json_is_integer(jttl) || json_integer_value(jttl) < -1 || json_integer_value(jttl) > KV_TTL_MAX) {
-            snprintf(why, whylen, "\"ttl\" must be an integer from -1 to %d", KV_TTL_MAX);
-            goto out;
-        }
-        ttl = json_integer_value(jttl);
-    }
-    if (q->ttl_set)
-        ttl = q->ttl;
+    int64_t ttl = q->ttl_set ? q->ttl : r.has_ttl ? r.ttl : 0;
     if (ttl)
         kv_req_int(req, "ttl", ttl);
     kv_req_int(req, "exists", q->exists_set ? q->exists : KV_EXISTS_REPLACE);
-    msgpack_packer *pk = kv_req_field(req, "bins");
-    const char *name;
-    json_t *val;
-    if (json_object_size(jbins) == 1 && json_object_iter_key(json_object_iter(jbins))[0] == '$') {
-        /* bins export wrote as a tagged map ({"$map":[...]}, e.g. a single
-         * bin whose name starts with '$'): convert it whole; the node checks
-         * the names */
-        char inner[256];
-        if (kv_json_bins_to_mp(jbins, pk, inner, sizeof inner) != 0) {
-            snprintf(why, whylen, "\"bins\": %s", inner);
-            goto out;
-        }
-        rc = 0;
-        goto out;
-    }
-    msgpack_pack_map(pk, (uint32_t) json_object_size(jbins));
-    json_object_foreach(jbins, name, val) {
-        if (strlen(name) == 0 || strlen(name) > KV_BIN_NAME_MAX) {
-            snprintf(why, whylen, "bin name '%s' must be 1 to %d bytes", name, KV_BIN_NAME_MAX);
-            goto out;
-        }
-        kv_mp_pack_cstr(pk, name);
-        char inner[256];
-        if (kv_json_to_mp(val, pk, inner, sizeof inner) != 0) {
-            snprintf(why, whylen, "bin '%s': %s", name, inner);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    json_decref(o);
-    if (rc != 0)
-        kv_req_destroy(req);
-    return rc;
+    kv_req_field(req, "bins");
+    msgpack_sbuffer_write(&req->body, r.bins.data, r.bins.size);
+    kv_jrecord_destroy(&r);
+    return 0;
 }
 
 int kq_cmd_import(kq_t *q, int argc, char **argv)

@@ -15,6 +15,7 @@
 #include "kv_mp.h"
 #include "kv_proto.h"
 #include "kv_ptable.h"
+#include "kv_record.h"
 #include "kv_util.h"
 #include <sodium.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static const struct {
     void (*fn)(bool);
 } s_tests[] = {
     {"kv_err", kv_err_test},       {"kv_proto", kv_proto_test}, {"kv_digest", kv_digest_test},
-    {"kv_mp", kv_mp_test},         {"kv_json", kv_json_test},   {"kv_util", kv_util_test},
+    {"kv_mp", kv_mp_test},         {"kv_json", kv_json_test}, {"kv_record", kv_record_test},   {"kv_util", kv_util_test},
     {"kv_client", kv_client_test}, {"store", store_test},       {"disk", disk_test},         {"config", config_test},
     {"kv_ptable", kv_ptable_test}, {"cluster", cluster_test}, {"kv_cmap", kv_cmap_test},
     {"server", server_test},   {"kvquery_args", kq_args_test}, {"kvbench_hist", hist_test},
