@@ -19,7 +19,7 @@ ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" \
 ALL_LDFLAGS = $(LDFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 
-PROGRAMS := kvnode kvquery kvbench kvroute
+PROGRAMS := kvnode kvquery kvbench kvroute kvrepl
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=build/%.o)
 # Each program is cmd/NAME/main.c plus the other files of cmd/NAME/.

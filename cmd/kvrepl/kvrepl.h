@@ -1,0 +1,171 @@
+/* kvrepl: moves partition data between kvnodes and clusters (see kvrepl(1)).
+ *
+ * The parts, one job each:
+ *   rec.c      a record copy (record or tombstone): parsing a record map,
+ *              which copy is newer, the merge and drop requests
+ *   stream.c   the binary record stream: writer and checking reader
+ *   scan.c     raw scans of one endpoint, page by page, in digest order
+ *   sink.c     merge requests to one endpoint, pipelined, bounded in flight
+ *   args.c     partition lists, and the knowledge of what an endpoint is
+ *   dump.c load.c verify.c migrate.c   the subcommands
+ *   main.c     options and the command table */
+#ifndef KVREPL_H
+#define KVREPL_H
+
+#include "kv_client.h"
+#include "kv_proto.h"
+#include "kv_ptable.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes (kvrepl(1) EXIT STATUS). */
+enum { KR_EXIT_OK = 0, KR_EXIT_DIFFER = 1, KR_EXIT_ERROR = 2 };
+
+/* Op code of merge (kvproto(7)): replace a record's copy if the one sent
+ * is newer. */
+#define KR_OP_MERGE 13
+
+/* ---- rec.c ---------------------------------------------------------- */
+
+/* A copy of one record, or its tombstone (del), as a raw scan returns it
+ * and as the stream holds it.  The pointers go into the buffer the map
+ * was parsed from (a scan page, a stream frame), valid as long as it is. */
+typedef struct {
+    const char *ns;           /* namespace (stream frames; NULL from a scan) */
+    uint32_t ns_len;
+    uint8_t digest[KV_DIGEST_SIZE];
+    bool del;                 /* a tombstone: only digest, gen and lut */
+    uint64_t gen;             /* generation, 1 to 2^32-1 (0 allowed for a tombstone) */
+    uint64_t lut;             /* last-update time, ms */
+    uint64_t voidt;           /* absolute expiry, Unix seconds, 0 = never */
+    const char *set;          /* set name, set_len bytes (NULL if none) */
+    uint32_t set_len;
+    const uint8_t *key;       /* the user key as one MessagePack value, or NULL */
+    uint32_t key_len;
+    const uint8_t *bins;      /* the bins, one MessagePack map */
+    uint32_t bins_len;
+    const uint8_t *map;       /* the whole record map parsed */
+    size_t map_len;
+} kr_rec_t;
+
+/* What kr_rec_parse requires besides digest, gen and lut. */
+#define KR_NEED_NS 1   /* "ns" (a stream frame) */
+#define KR_NEED_VOID 2 /* "void" in a record (a raw scan, a stream frame) */
+
+/* Parse and check a record map (a raw scan's record or tombstone, or a
+ * stream frame): types, ranges, a key that gives the digest, bins one
+ * valid map.  Unknown fields are skipped.  0, or -1 with what is wrong
+ * in why. */
+int kr_rec_parse(kr_rec_t *rec, const uint8_t *map, size_t len, unsigned need, char *why, size_t whylen);
+/* Which copy of one record is newer: > 0 if a, < 0 if b, 0 if neither
+ * (same generation and last-update time).  Generation first, then lut. */
+int kr_rec_cmp(const kr_rec_t *a, const kr_rec_t *b);
+/* Build the merge request (op 13) that applies rec (a record or a
+ * tombstone) in namespace ns; with drop, the request that removes a copy
+ * with exactly rec's generation and lut.  req is initialised here. */
+void kr_rec_merge_req(kv_req_t *req, const char *ns, const kr_rec_t *rec, bool drop);
+/* Pack rec as a stream record map with namespace ns. */
+void kr_rec_pack(msgpack_packer *pk, const char *ns, size_t ns_len, const kr_rec_t *rec);
+/* Hash of a live record's digest, gen, lut, void and bins (verify). */
+uint64_t kr_rec_hash(const kr_rec_t *rec);
+
+void kr_rec_test(bool verbose);
+
+/* ---- stream.c ------------------------------------------------------- */
+
+#define KR_STREAM_MAGIC "KVREPL"
+#define KR_STREAM_VERSION 1
+#define KR_PREAMBLE_SIZE 8
+#define KR_FRAME_HDR 9               /* length (4), type (1), crc32 (4) */
+#define KR_FRAME_MAX (16u << 20)     /* payload bytes in one frame */
+enum { KR_FRAME_INFO = 'I', KR_FRAME_RECORD = 'R', KR_FRAME_END = 'E' };
+
+/* What the info frame says about a stream. */
+typedef struct {
+    const char *source;     /* endpoint dumped */
+    const char *ns;
+    const char *set;        /* NULL: every set */
+    const char *partitions; /* the partition list, e.g. "0-4095" */
+    bool tombstones;
+} kr_info_t;
+
+typedef struct {
+    FILE *f;
+    uint64_t off;           /* bytes written */
+    uint64_t records;       /* record frames written, tombstones not counted */
+    uint64_t tombstones;
+    msgpack_sbuffer sb;     /* the frame being built */
+    msgpack_packer pk;
+} kr_writer_t;
+
+/* Write the preamble and the info frame.  0, or -1 with errno. */
+int kr_writer_begin(kr_writer_t *w, FILE *f, const kr_info_t *info);
+/* Write one record frame.  0, or -1 with errno. */
+int kr_writer_record(kr_writer_t *w, const char *ns, size_t ns_len, const kr_rec_t *rec);
+/* Write the end frame and flush; releases w.  0, or -1 with errno. */
+int kr_writer_end(kr_writer_t *w);
+void kr_writer_destroy(kr_writer_t *w);
+
+typedef struct {
+    FILE *f;
+    uint64_t off;           /* bytes read */
+    uint64_t frame_off;     /* offset of the frame last read or being read */
+    uint64_t records;       /* record frames read and checked (tombstones included) */
+    uint64_t tombstones;
+    uint8_t *buf;           /* the frame last read (header and payload) */
+    size_t cap;
+    bool ended;
+} kr_reader_t;
+
+/* Read and check the preamble and the info frame.  0, or -1 with the
+ * reason in why. */
+int kr_reader_begin(kr_reader_t *r, FILE *f, char *why, size_t whylen);
+/* Next record frame, checked (CRC, MessagePack, fields): 1 with *rec
+ * (valid until the next call), 0 after a good end frame at the end of the
+ * stream, -1 with why naming the byte offset, the record number and what
+ * is wrong. */
+int kr_reader_next(kr_reader_t *r, kr_rec_t *rec, char *why, size_t whylen);
+void kr_reader_destroy(kr_reader_t *r);
+
+void kr_stream_test(bool verbose);
+
+/* ---- args.c --------------------------------------------------------- */
+
+/* A set of partitions. */
+typedef struct {
+    bool in[KV_PARTITIONS];
+    int count;
+} kr_plist_t;
+
+/* Parse "0-1023" or "5,7,100-200" (ids 0 to 4095).  0, or -1 with why. */
+int kr_plist_parse(kr_plist_t *pl, const char *s, char *why, size_t whylen);
+void kr_plist_all(kr_plist_t *pl);
+/* The next run of listed partitions at or after *from: [*from, *to);
+ * false when there is none. */
+bool kr_plist_next(const kr_plist_t *pl, int *from, int *to);
+/* The list in canonical form ("0-1023,2000") into out. */
+void kr_plist_format(const kr_plist_t *pl, char *out, size_t len);
+
+/* What is at an endpoint. */
+enum { KR_NODE = 1, KR_ROUTER = 2 };
+/* Ask c's endpoint for its partition table (info table): a kvroute gives
+ * it (into *t if t is not NULL), a kvnode refuses.  KR_NODE, KR_ROUTER, or
+ * -1 with why. */
+int kr_probe(kv_client_t *c, int timeout_ms, kv_ptable_t *t, char *why, size_t whylen);
+
+/* Progress on stderr, at most once a second, when it is a terminal. */
+typedef struct {
+    bool tty;
+    uint64_t t0_us, last_ms;
+} kr_progress_t;
+void kr_progress_init(kr_progress_t *p);
+/* True (and the clock reset) if a progress line is due. */
+bool kr_progress_due(kr_progress_t *p);
+double kr_progress_secs(const kr_progress_t *p);
+/* "\r" before the summary when a progress line may be on the terminal. */
+const char *kr_progress_cr(const kr_progress_t *p);
+
+void kr_args_test(bool verbose);
+
+#endif
