@@ -10,6 +10,7 @@ static const char *s_op_names[KV_OP_MAX_] = {
     [KV_OP_DELETE] = "delete", [KV_OP_TOUCH] = "touch", [KV_OP_OPERATE] = "operate",
     [KV_OP_BATCH] = "batch", [KV_OP_SCAN] = "scan", [KV_OP_INFO] = "info",
     [KV_OP_PING] = "ping", [KV_OP_CLUSTER] = "cluster", [KV_OP_REPLICA] = "replica",
+    [KV_OP_MERGE] = "merge",
 };
 
 const char *kv_op_name(int op)

@@ -69,7 +69,8 @@ typedef enum {
     KV_OP_PING = 10,
     KV_OP_CLUSTER = 11, /* membership and partition table (kvroute <-> kvnode) */
     KV_OP_REPLICA = 12, /* a master's write to a replica (kvnode <-> kvnode) */
-    KV_OP_MAX_ = 13
+    KV_OP_MERGE = 13,   /* apply a record copy if it is better (kvrepl -> kvnode) */
+    KV_OP_MAX_ = 14
 } kv_op_t;
 
 /* Header flags. */

@@ -637,8 +637,8 @@ static int s_cmp_handle(const void *a, const void *b, void *arg)
                   KV_DIGEST_SIZE);
 }
 
-uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint32_t now, kv_rec_t **out,
-                             uint32_t max, bool *more)
+uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint32_t now, bool tombs,
+                             kv_rec_t **out, uint32_t max, bool *more)
 {
     dpart_t *p = &d->parts[pid];
     *more = false;
@@ -652,7 +652,7 @@ uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint
         if (!h)
             continue;
         const ient_t *e = s_ent(d, h);
-        if (e->state == E_LIVE && !s_expired(e->void_time, now)
+        if (((e->state == E_LIVE && !s_expired(e->void_time, now)) || (tombs && e->state == E_TOMB))
             && (!after || memcmp(e->digest, after, KV_DIGEST_SIZE) > 0))
             all[n++] = h;
     }
@@ -771,6 +771,34 @@ int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut)
     return 1;
 }
 
+int disk_tomb(const disk_t *d, const uint8_t *digest, uint32_t *gen, uint64_t *lut)
+{
+    uint32_t h = s_lookup(d, digest);
+    if (!h || s_ent(d, h)->state != E_TOMB)
+        return 0;
+    *gen = s_ent(d, h)->gen;
+    *lut = s_lut(s_ent(d, h));
+    return 1;
+}
+
+/* A live entry's record stops counting as live: the entry is gone. */
+static void s_make_gone(disk_t *d, ient_t *e)
+{
+    s_dec_live(d, s_loc(e));
+    e->state = E_GONE;
+    d->ns->records--;
+    d->ns->tombstones++;
+}
+
+int disk_drop(disk_t *d, const uint8_t *digest)
+{
+    uint32_t h = s_lookup(d, digest);
+    if (!h || s_ent(d, h)->state != E_LIVE)
+        return 0;
+    s_make_gone(d, s_ent(d, h));
+    return 1;
+}
+
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts)
 {
     uint32_t n = 0;
@@ -783,10 +811,7 @@ uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts)
                 continue;
             ient_t *e = s_ent(d, p->slots[i]);
             if (e->state == E_LIVE && s_expired(e->void_time, now)) {
-                s_dec_live(d, s_loc(e));
-                e->state = E_GONE;
-                ns->records--;
-                ns->tombstones++;
+                s_make_gone(d, e);
                 n++;
             }
         }
@@ -1580,9 +1605,37 @@ void disk_test(bool verbose)
     for (int i = 0; i < KV_PARTITIONS / 128; i++)
         swept += store_sweep(ns, now, 128);
     assert(swept == 1);
+    /* a tombstone shows its generation and last-update time, and in a scan
+     * with tombstones (records without bins); a dropped record leaves none */
+    uint32_t tg;
+    uint64_t tl;
+    assert(store_tomb(ns, s_test_digest(7), &tg, &tl) == 1 && tg == 99 && tl == 99);
+    assert(store_tomb(ns, s_test_digest(8), &tg, &tl) == 0);
+    {
+        uint32_t pid = kv_partition(s_test_digest(7)), got, tombs = 0, live = 0;
+        bool more = true;
+        const uint8_t *after = NULL;
+        uint8_t last_d[KV_DIGEST_SIZE];
+        kv_rec_t *page[16];
+        while (more && (got = store_scan_partition(ns, pid, after, now, true, page, 16, &more)) > 0) {
+            for (uint32_t i = 0; i < got; i++) {
+                tombs += page[i]->nbins == 0;
+                live += page[i]->nbins != 0;
+            }
+            memcpy(last_d, page[got - 1]->digest, KV_DIGEST_SIZE);
+            after = last_d;
+        }
+        assert(tombs >= 1 && live == ns->disk->parts[pid].count - tombs);
+    }
+    assert(store_drop(ns, s_test_digest(8)) == 1 && !store_get(ns, s_test_digest(8), now));
+    assert(store_tomb(ns, s_test_digest(8), &tg, &tl) == 0 && store_drop(ns, s_test_digest(8)) == 0);
+    uint32_t dropped = model[8];
+    model[8] = 0;
+    s_test_check(ns, model, N, now);
     /* a clean restart keeps everything (and no deleted record returns) */
     store_ns_destroy(&ns);
     ns = s_test_open(dir);
+    model[8] = dropped; /* a dropped record's copy is still in the file (by design) */
     s_test_check(ns, model, N, now);
     assert(!store_get(ns, s_test_digest(N + 1), now));
     /* more defragmentation after the restart, then another restart */

@@ -56,10 +56,17 @@ int disk_put(disk_t *d, kv_rec_t *rec);
  * -1 with ns->why set. */
 int disk_remove(disk_t *d, const uint8_t *digest, uint32_t gen, uint64_t lut);
 /* Live records of partition pid after `after`, in digest order: up to
- * max, and fewer if their bytes pass a page limit (then *more).  The
- * records are owned by the engine until the next call. */
-uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint32_t now, kv_rec_t **out,
-                             uint32_t max, bool *more);
+ * max, and fewer if their bytes pass a page limit (then *more); with
+ * tombs, tombstones too (records with no bins).  The records are owned by
+ * the engine until the next call. */
+uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint32_t now, bool tombs,
+                             kv_rec_t **out, uint32_t max, bool *more);
+/* 1 with its generation and last-update time if digest's entry is a
+ * tombstone, else 0. */
+int disk_tomb(const disk_t *d, const uint8_t *digest, uint32_t *gen, uint64_t *lut);
+/* Forget the live record of digest without writing a tombstone (its
+ * entry becomes gone, as an expired record's does).  1 if there was one. */
+int disk_drop(disk_t *d, const uint8_t *digest);
 /* Mark expired records in the next `parts` partitions as gone. */
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts);
 

@@ -776,10 +776,13 @@ int op_scan(server_t *s, req_t *r)
         return KV_ERR_BAD_REQUEST;
     if (pto <= pfrom)
         return srv_fail(s, KV_ERR_BAD_REQUEST, "empty partition range %lld..%lld", (long long) pfrom, (long long) pto);
+    /* raw: metadata for copying records (absolute expiry, tombstones, the
+     * clock); any: this node's own copies, whatever its table says */
+    bool raw = s_bool_field(r, F_RAW), any = s_bool_field(r, F_ANY);
     /* in a cluster, a page covers only partitions this node masters: it
      * starts at one, and stops before the first it does not master,
      * with next = [that partition] for the client to ask its master */
-    if (!cluster_serves(s->cluster, (uint16_t) pfrom))
+    if (!any && !cluster_serves(s->cluster, (uint16_t) pfrom))
         return srv_fail(s, KV_ERR_WRONG_NODE, "this node is not the master of partition %lld in table version %u",
                         (long long) pfrom, cluster_table(s->cluster)->version);
     if (srv_field(r, F_AFTER, &v) == 0
@@ -799,18 +802,38 @@ int op_scan(server_t *s, req_t *r)
     /* Walk partitions; within one, take records in digest order after the
      * cursor.  Records filtered out by set still advance the cursor. */
     while (pid < pto && !full) {
-        if (!cluster_serves(s->cluster, (uint16_t) pid)) {
+        if (!any && !cluster_serves(s->cluster, (uint16_t) pid)) {
             handoff = true;
             break;
         }
         bool more;
-        uint32_t got = store_scan_partition(r->ns, (uint32_t) pid, after, r->now, s->scan_buf, (uint32_t) max, &more);
+        uint32_t got =
+            store_scan_partition(r->ns, (uint32_t) pid, after, r->now, raw, s->scan_buf, (uint32_t) max, &more);
         for (uint32_t i = 0; i < got; i++) {
             const kv_rec_t *rec = s->scan_buf[i];
             last = rec;
-            if (set && (rec->set_len != set_len || memcmp(rec_set(rec), set, set_len) != 0))
+            if (rec->nbins == 0) { /* a tombstone (raw only; it has no set) */
+                if (set)
+                    continue;
+                msgpack_pack_map(&pk, 4);
+                kv_mp_pack_cstr(&pk, "digest");
+                msgpack_pack_bin(&pk, KV_DIGEST_SIZE);
+                msgpack_pack_bin_body(&pk, rec->digest, KV_DIGEST_SIZE);
+                kv_mp_pack_cstr(&pk, "gen");
+                msgpack_pack_uint32(&pk, rec->gen);
+                kv_mp_pack_cstr(&pk, "lut");
+                msgpack_pack_uint64(&pk, rec->lut);
+                kv_mp_pack_cstr(&pk, "del");
+                msgpack_pack_true(&pk);
+            } else if (set && (rec->set_len != set_len || memcmp(rec_set(rec), set, set_len) != 0))
                 continue;
-            s_pack_record(s, &pk, rec, r->now, NULL, nobins, true, 0);
+            else {
+                s_pack_record(s, &pk, rec, r->now, NULL, nobins, true, raw ? 1 : 0);
+                if (raw) {
+                    kv_mp_pack_cstr(&pk, "void");
+                    msgpack_pack_uint32(&pk, rec->void_time);
+                }
+            }
             if (++count >= (uint32_t) max || sb.size >= SCAN_REPLY_MAX) {
                 full = true;
                 break;
@@ -825,7 +848,11 @@ int op_scan(server_t *s, req_t *r)
             after = NULL;
         }
     }
-    msgpack_pack_map(&s->pk, 2);
+    msgpack_pack_map(&s->pk, raw ? 3 : 2);
+    if (raw) { /* a later write of this node's gets a later last-update time */
+        kv_mp_pack_cstr(&s->pk, "now");
+        msgpack_pack_uint64(&s->pk, s_lut(s));
+    }
     kv_mp_pack_cstr(&s->pk, "next");
     if (full) {
         msgpack_pack_array(&s->pk, 2);
@@ -842,6 +869,92 @@ int op_scan(server_t *s, req_t *r)
     msgpack_sbuffer_write(&s->out, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return KV_OK;
+}
+
+/* Is copy a (generation, last-update time, tombstone or not) better than
+ * copy b?  Two records: the higher generation, then the later update.
+ * When either is a tombstone, the later event wins, a tombstone on a tie:
+ * a record created again after a delete starts its generations anew. */
+static bool s_better(uint32_t agen, uint64_t alut, bool atomb, uint32_t bgen, uint64_t blut, bool btomb)
+{
+    if (atomb || btomb)
+        return alut > blut || (alut == blut && atomb && !btomb);
+    return agen > bgen || (agen == bgen && alut > blut);
+}
+
+static int s_merge_reply(server_t *s, bool applied)
+{
+    msgpack_pack_map(&s->pk, 1);
+    kv_mp_pack_cstr(&s->pk, "applied");
+    kv_mp_pack_bool(&s->pk, applied);
+    return KV_OK;
+}
+
+int op_merge(server_t *s, req_t *r)
+{
+    int64_t gen, lut, vt;
+    bool del = s_bool_field(r, F_DEL), drop = s_bool_field(r, F_DROP);
+    if (srv_int_field(s, r, F_GEN, 1, UINT32_MAX, 0, &gen) != 0 ||
+        srv_int_field(s, r, F_LUT, 1, INT64_MAX, 0, &lut) != 0 ||
+        srv_int_field(s, r, F_VOID, 0, UINT32_MAX, 0, &vt) != 0)
+        return KV_ERR_BAD_REQUEST;
+    if (!gen || !lut)
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "a merge needs 'gen' and 'lut'");
+    if (del && drop)
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "'del' and 'drop' cannot be given together");
+    if ((del || drop) && (r->field[F_BINS] || r->field[F_VOID]))
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "a %s has no 'bins' or 'void'", del ? "tombstone" : "drop");
+    if (!del && !drop && !r->field[F_BINS])
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "missing bins (field 'bins')");
+    kv_rec_t *old;
+    int rc = s_fetch(s, r, &old);
+    if (rc != KV_OK)
+        return rc;
+    if ((uint64_t) lut > s->last_lut) /* this node's later writes come after it */
+        s->last_lut = (uint64_t) lut;
+    if (drop) /* a stale copy, exactly this one, goes without a tombstone */
+        return s_merge_reply(s, old && old->gen == gen && old->lut == (uint64_t) lut &&
+                                    store_drop(r->ns, r->h->digest) == 1);
+    uint32_t ogen = 0;
+    uint64_t olut = 0;
+    bool otomb = !old && store_tomb(r->ns, r->h->digest, &ogen, &olut);
+    if (old) {
+        ogen = old->gen;
+        olut = old->lut;
+    }
+    if ((old || otomb) && !s_better((uint32_t) gen, (uint64_t) lut, del, ogen, olut, otomb))
+        return s_merge_reply(s, false);
+    bool serves = cluster_serves(s->cluster, r->h->pid);
+    if (del) { /* deletes the older record; with no record there is nothing to do */
+        if (!old)
+            return s_merge_reply(s, false);
+        if (store_remove(r->ns, r->h->digest, (uint32_t) gen, (uint64_t) lut) < 0)
+            return s_store_fail(s, r);
+        if (serves)
+            replica_send(s, r->ns, NULL, r->h->digest, (uint32_t) gen, (uint64_t) lut);
+        return s_merge_reply(s, true);
+    }
+    if (vt && (uint32_t) vt < r->now) /* expired already */
+        return s_merge_reply(s, false);
+    uint32_t n;
+    rc = kv_bins_parse(r->field[F_BINS], (size_t) (r->field_end[F_BINS] - r->field[F_BINS]), s->bins_new,
+                       r->ns->cfg.max_bins, &n, s->why, sizeof s->why);
+    if (rc != KV_OK)
+        return rc;
+    if (n == 0)
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "a record needs at least one bin");
+    kv_rec_t *rec; /* the copy as it is (no key kept from the old one) */
+    if ((rc = s_build_record(s, r, NULL, s->bins_new, n, (uint32_t) vt, &rec)) != KV_OK)
+        return rc;
+    rec->gen = (uint32_t) gen;
+    rec->lut = (uint64_t) lut;
+    if (store_put(r->ns, rec) != 0) {
+        free(rec);
+        return s_store_fail(s, r);
+    }
+    if (serves)
+        replica_send(s, r->ns, rec, rec->digest, 0, 0);
+    return s_merge_reply(s, true);
 }
 
 static void s_pack_ns(msgpack_packer *pk, const kv_ns_t *ns)

@@ -45,7 +45,8 @@ struct server {
 };
 
 typedef enum {
-    F_NS, F_SET, F_KEY, F_BINS, F_TTL, F_EXISTS, F_GEN, F_GENPOL, F_OPS, F_KEYS, F_PFROM, F_PTO, F_AFTER, F_MAX, F_NOBINS, F_WHAT, F_COUNT_
+    F_NS, F_SET, F_KEY, F_BINS, F_TTL, F_EXISTS, F_GEN, F_GENPOL, F_OPS, F_KEYS, F_PFROM, F_PTO, F_AFTER, F_MAX, F_NOBINS, F_WHAT,
+    F_RAW, F_ANY, F_VOID, F_LUT, F_DEL, F_DROP, F_COUNT_
 } field_t;
 
 /* Body field names, indexed by field_t. */
@@ -100,5 +101,6 @@ int op_operate(server_t *s, req_t *r);
 int op_batch(server_t *s, req_t *r);
 int op_scan(server_t *s, req_t *r);
 int op_info(server_t *s, req_t *r);
+int op_merge(server_t *s, req_t *r);
 
 #endif

@@ -27,6 +27,7 @@
 
 const char *const srv_field_names[F_COUNT_] = {
     "ns", "set", "key", "bins", "ttl", "exists", "gen", "genpol", "ops", "keys", "pfrom", "pto", "after", "max", "nobins", "what",
+    "raw", "any", "void", "lut", "del", "drop",
 };
 
 /* ---- request helpers -------------------------------------------------- */
@@ -44,9 +45,10 @@ int srv_fail(server_t *s, int code, const char *fmt, ...)
 static inline int s_field_id(const char *k, uint32_t kl)
 {
     static const field_t by_first[][4] = {
-        ['a'] = {F_AFTER}, ['b'] = {F_BINS}, ['e'] = {F_EXISTS}, ['g'] = {F_GEN, F_GENPOL},
-        ['k'] = {F_KEY, F_KEYS}, ['m'] = {F_MAX}, ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS},
-        ['p'] = {F_PFROM, F_PTO}, ['s'] = {F_SET}, ['t'] = {F_TTL}, ['w'] = {F_WHAT},
+        ['a'] = {F_AFTER, F_ANY}, ['b'] = {F_BINS}, ['d'] = {F_DEL, F_DROP}, ['e'] = {F_EXISTS},
+        ['g'] = {F_GEN, F_GENPOL}, ['k'] = {F_KEY, F_KEYS}, ['l'] = {F_LUT}, ['m'] = {F_MAX},
+        ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS}, ['p'] = {F_PFROM, F_PTO}, ['r'] = {F_RAW}, ['s'] = {F_SET},
+        ['t'] = {F_TTL}, ['v'] = {F_VOID}, ['w'] = {F_WHAT},
     };
     if (kl == 0 || (uint8_t) k[0] >= sizeof by_first / sizeof by_first[0])
         return -1;
@@ -173,8 +175,9 @@ static int s_resolve_record(server_t *s, req_t *r)
         if (kv_digest(r->set, r->set_len, &k, d) != 0 || memcmp(d, r->h->digest, KV_DIGEST_SIZE) != 0)
             return srv_fail(s, KV_ERR_BAD_REQUEST, "digest in header does not match set and key");
         r->key_checked = true;
-        /* the key is stored only when the client asks (send-key) */
-        r->key_type = (r->h->flags & KV_F_SENDKEY) ? k.type : KV_KEY_NONE;
+        /* the key is stored only when the client asks (send-key); a merge
+         * copies a record, key and all */
+        r->key_type = (r->h->flags & KV_F_SENDKEY) || r->h->op == KV_OP_MERGE ? k.type : KV_KEY_NONE;
         if (r->key_type == KV_KEY_NONE)
             r->key_len = 0;
     } else if (r->h->flags & KV_F_SENDKEY)
@@ -205,6 +208,7 @@ static const struct {
     [KV_OP_PING] = {op_ping, 0},
     [KV_OP_CLUSTER] = {op_cluster, 0},
     [KV_OP_REPLICA] = {op_replica, NEEDS_NS},
+    [KV_OP_MERGE] = {op_merge, NEEDS_RECORD},
 };
 
 static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_t blen)
@@ -225,10 +229,14 @@ static int s_dispatch(server_t *s, const kv_hdr_t *h, const uint8_t *body, size_
         rc = s_resolve_ns(s, &r);
     if (rc != KV_OK)
         return rc;
-    if ((s_ops[h->op].flags & NEEDS_RECORD) && !cluster_serves(s->cluster, h->pid))
+    /* a merge is applied on any node (migrations fill nodes that master
+     * nothing); a master sends it on to its replicas */
+    bool serves = cluster_serves(s->cluster, h->pid);
+    if ((s_ops[h->op].flags & NEEDS_RECORD) && h->op != KV_OP_MERGE && !serves)
         return srv_fail(s, KV_ERR_WRONG_NODE, "this node is not the master of partition %u in table version %u",
                         h->pid, cluster_table(s->cluster)->version);
-    if ((h->op == KV_OP_PUT || h->op == KV_OP_DELETE || h->op == KV_OP_TOUCH || h->op == KV_OP_OPERATE) &&
+    if ((h->op == KV_OP_PUT || h->op == KV_OP_DELETE || h->op == KV_OP_TOUCH || h->op == KV_OP_OPERATE ||
+         (h->op == KV_OP_MERGE && serves)) &&
         (rc = replica_admit(s, r.ns, h->digest)) != KV_OK)
         return rc;
     if (!r.ns || !r.ns->disk || !r.ns->cfg.commit_to_device)
@@ -434,6 +442,7 @@ static void s_in_doubt(server_t *s, struct deferred *q, const char *reason)
     msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
     while (kv_frame_next(data, len, &off, &h, &body, why, sizeof why) == KV_OK) {
         bool write = h.op == KV_OP_PUT || h.op == KV_OP_DELETE || h.op == KV_OP_TOUCH || h.op == KV_OP_OPERATE ||
+                     h.op == KV_OP_MERGE ||
                      h.op == KV_OP_REPLICA; /* a replica's answer too: the master must not count it */
         uint8_t hb[KV_HDR_SIZE];
         if (write && h.status == KV_OK) {
@@ -921,6 +930,76 @@ static void s_put_str(kv_req_t *req, const char *bin, const char *val)
         msgpack_pack_nil(pk);
 }
 
+/* A merge of bob: a copy (gen, lut, bins {"v": val}), a tombstone
+ * (val "del") or a drop (val "drop"); returns the status, *applied set. */
+static int s_merge_call(server_t *s, uint32_t gen, uint64_t lut, const char *val, bool *applied)
+{
+    kv_key_t k = {.type = KV_KEY_STRING, .bytes = (const uint8_t *) "bob", .len = 3};
+    kv_req_t req;
+    kv_mp_t rep, v;
+    kv_req_init(&req, KV_OP_MERGE);
+    kv_req_record(&req, "test", "users", &k, true);
+    kv_req_int(&req, "gen", gen);
+    kv_req_int(&req, "lut", (int64_t) lut);
+    if (strcmp(val, "del") == 0 || strcmp(val, "drop") == 0)
+        msgpack_pack_true(kv_req_field(&req, val));
+    else
+        s_put_str(&req, "v", val);
+    int rc = s_call(s, &req, &rep);
+    *applied = false;
+    if (rc == KV_OK)
+        assert(kv_body_get(rep.p, (size_t) (rep.end - rep.p), "applied", &v) == 0 && kv_mp_read_bool(&v, applied) == 0);
+    return rc;
+}
+
+/* bob's generation and bin v, or gen 0 if it is not there */
+static uint32_t s_bob(server_t *s, char *val, size_t size)
+{
+    uint8_t d[KV_DIGEST_SIZE];
+    kv_key_t k = {.type = KV_KEY_STRING, .bytes = (const uint8_t *) "bob", .len = 3};
+    assert(kv_digest("users", 5, &k, d) == 0);
+    const kv_rec_t *r = store_get(s->ns[0], d, (uint32_t) (kv_wall_ms() / 1000));
+    if (!r)
+        return 0;
+    kv_mp_t m = kv_mp(rec_bins(r), r->bins_len), v;
+    const char *str;
+    uint32_t n;
+    assert(kv_body_get(m.p, r->bins_len, "v", &v) == 0 && kv_mp_read_str(&v, &str, &n) == 0 && n < size);
+    memcpy(val, str, n);
+    val[n] = '\0';
+    assert(r->key_type == KV_KEY_STRING); /* a merge keeps the key it is given */
+    return r->gen;
+}
+
+/* merge (op 13): replace-if-better, by generation then last-update time;
+ * a tombstone against a record by last-update time; drop of the exact copy */
+static void s_merge_test(server_t *s)
+{
+    bool ap;
+    char val[16];
+    assert(s_merge_call(s, 3, 1000, "three", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 3);
+    assert(strcmp(val, "three") == 0);
+    assert(s_merge_call(s, 2, 5000, "two", &ap) == KV_OK && !ap);   /* older generation */
+    assert(s_merge_call(s, 3, 1000, "three", &ap) == KV_OK && !ap); /* the same copy */
+    assert(s_merge_call(s, 3, 900, "early", &ap) == KV_OK && !ap);  /* same generation, earlier */
+    assert(s_merge_call(s, 3, 1100, "later", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 3);
+    assert(strcmp(val, "later") == 0);
+    assert(s_merge_call(s, 9, 1050, "del", &ap) == KV_OK && !ap); /* a delete before the last update */
+    assert(s_merge_call(s, 3, 1000, "drop", &ap) == KV_OK && !ap); /* not the copy held */
+    assert(s_bob(s, val, sizeof val) == 3);
+    assert(s_merge_call(s, 3, 1100, "drop", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 0);
+    assert(s_merge_call(s, 5, 2000, "five", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 5);
+    assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 0);
+    assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && !ap); /* nothing left to delete */
+    /* its own clock moved past what it merged: its next write is later */
+    assert(s->last_lut >= 2500);
+    kv_req_t req;
+    kv_mp_t rep;
+    kv_req_init(&req, KV_OP_MERGE);
+    assert(s_call(s, &req, &rep) == KV_ERR_BAD_REQUEST); /* no ns, no gen */
+    assert(s_merge_call(s, 0, 100, "x", &ap) == KV_ERR_BAD_REQUEST);
+}
+
 void server_test(bool verbose)
 {
     (void) verbose;
@@ -1180,6 +1259,7 @@ void server_test(bool verbose)
     kv_req_init(&req, KV_OP_EXISTS);
     kv_req_record(&req, "test", "users", &k, false);
     assert(s_call(s, &req, &rep) == KV_ERR_NOT_FOUND);
+    s_merge_test(s);
     /* memory limit: fill until namespace full, then reads still work */
     int stored = 0, full = 0;
     for (int j = 0; j < 100000 && !full; j++) {

@@ -222,6 +222,18 @@ int store_remove(kv_ns_t *ns, const uint8_t *digest, uint32_t gen, uint64_t lut)
     return 1;
 }
 
+int store_tomb(const kv_ns_t *ns, const uint8_t *digest, uint32_t *gen, uint64_t *lut)
+{
+    return ns->disk ? disk_tomb(ns->disk, digest, gen, lut) : 0;
+}
+
+int store_drop(kv_ns_t *ns, const uint8_t *digest)
+{
+    if (ns->disk)
+        return disk_drop(ns->disk, digest);
+    return store_remove(ns, digest, 0, 0);
+}
+
 int store_rewrite(kv_ns_t *ns, kv_rec_t *rec)
 {
     if (!ns->disk)
@@ -246,11 +258,11 @@ static int s_cmp_rec(const void *a, const void *b)
     return memcmp((*(kv_rec_t *const *) a)->digest, (*(kv_rec_t *const *) b)->digest, KV_DIGEST_SIZE);
 }
 
-uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now,
+uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now, bool tombs,
                               kv_rec_t **out, uint32_t max, bool *more)
 {
     if (ns->disk)
-        return disk_scan_partition(ns->disk, pid, after, now, out, max, more);
+        return disk_scan_partition(ns->disk, pid, after, now, tombs, out, max, more);
     kv_part_t *p = &ns->parts[pid];
     *more = false;
     if (!p->count || !max)
@@ -355,7 +367,7 @@ void store_test(bool verbose)
         bool have = false;
         uint32_t n;
         bool more = true;
-        while (more && (n = store_scan_partition(ns, p, have ? after : NULL, 50, buf, 2, &more)) > 0) {
+        while (more && (n = store_scan_partition(ns, p, have ? after : NULL, 50, false, buf, 2, &more)) > 0) {
             assert(kv_partition(buf[0]->digest) == p);
             if (n == 2)
                 assert(memcmp(buf[0]->digest, buf[1]->digest, KV_DIGEST_SIZE) < 0);
@@ -372,7 +384,7 @@ void store_test(bool verbose)
     seen = 0;
     for (uint32_t p = 0; p < KV_PARTITIONS; p++) {
         bool more;
-        seen += store_scan_partition(ns, p, NULL, 101, buf, N, &more);
+        seen += store_scan_partition(ns, p, NULL, 101, false, buf, N, &more);
         assert(!more);
     }
     assert(seen == (uint64_t) N / 2);

@@ -118,10 +118,18 @@ kv_rec_t *store_rec_alloc(uint32_t data_len);
 static inline uint32_t rec_data_len(const kv_rec_t *r) { return r->set_len + r->key_len + r->bins_len; }
 
 /* Collect up to max live records of partition pid with digest > after
- * (after may be NULL), sorted by digest, into out.  Returns the count;
- * *more if the partition has more after them. */
-uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now,
+ * (after may be NULL), sorted by digest, into out; with tombs, the
+ * tombstones of a file namespace too (records with no bins; an in-memory
+ * namespace keeps none).  Returns the count; *more if the partition has
+ * more after them. */
+uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, uint32_t now, bool tombs,
                               kv_rec_t **out, uint32_t max, bool *more);
+/* A file namespace's tombstone of digest: 1 with its generation and
+ * last-update time, else 0 (always 0 in memory). */
+int store_tomb(const kv_ns_t *ns, const uint8_t *digest, uint32_t *gen, uint64_t *lut);
+/* Forget the live copy of digest without leaving a tombstone (a stale
+ * copy a migration drops).  1 if there was one. */
+int store_drop(kv_ns_t *ns, const uint8_t *digest);
 /* Reclaim expired records in the next `parts` partitions.  Returns count. */
 uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts);
 
