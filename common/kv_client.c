@@ -1,6 +1,7 @@
 /* kv_client: DEALER client with pipelining and connection monitoring. */
 #include "kv_client.h"
 #include "kv_err.h"
+#include "kv_record.h"
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
@@ -130,17 +131,26 @@ int kv_req_record(kv_req_t *req, const char *ns, const char *set, const kv_key_t
     kv_req_str(req, "set", set, strlen(set));
     if (sendkey) {
         req->hdr.flags |= KV_F_SENDKEY;
-        msgpack_packer *pk = kv_req_field(req, "key");
-        if (key->type == KV_KEY_INT)
-            msgpack_pack_int64(pk, key->i);
-        else if (key->type == KV_KEY_STRING)
-            kv_mp_pack_strn(pk, (const char *) key->bytes, key->len);
-        else {
-            msgpack_pack_bin(pk, key->len);
-            msgpack_pack_bin_body(pk, key->bytes, key->len);
-        }
+        kv_key_pack(kv_req_field(req, "key"), key);
     }
     return 0;
+}
+
+void kv_req_scan(kv_req_t *req, const char *ns, const char *set, int pid, int pto, int max, const uint8_t *after)
+{
+    kv_req_init(req, KV_OP_SCAN);
+    kv_req_str(req, "ns", ns, strlen(ns));
+    if (set)
+        kv_req_str(req, "set", set, strlen(set));
+    kv_req_int(req, "pfrom", pid);
+    req->hdr.pid = (uint16_t) pid;
+    kv_req_int(req, "pto", pto);
+    kv_req_int(req, "max", max);
+    if (after) {
+        msgpack_packer *pk = kv_req_field(req, "after");
+        msgpack_pack_bin(pk, KV_DIGEST_SIZE);
+        msgpack_pack_bin_body(pk, after, KV_DIGEST_SIZE);
+    }
 }
 
 static void s_free(void *data, void *hint)

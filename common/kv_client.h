@@ -51,6 +51,12 @@ void kv_req_int(kv_req_t *req, const char *key, int64_t val);
  * sendkey) key fields.  Returns 0, or -1 if set or key is too long. */
 int kv_req_record(kv_req_t *req, const char *ns, const char *set, const kv_key_t *key, bool sendkey);
 
+/* A scan page request (op scan): partitions [pid, pto) of ns (and set,
+ * if not NULL), at most max records, after the digest after in partition
+ * pid (NULL: from its start); the header's partition id is pid, so a
+ * router sends the page to its master.  req is initialised here. */
+void kv_req_scan(kv_req_t *req, const char *ns, const char *set, int pid, int pto, int max, const uint8_t *after);
+
 /* Queue a request for sending; assigns req->hdr.reqid.  Requests queued
  * together go out in one frame: when enough have gathered, or at the next
  * kv_client_recv or kv_client_flush.  0 or -1. */

@@ -9,6 +9,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+void kv_key_pack(msgpack_packer *pk, const kv_key_t *key)
+{
+    if (key->type == KV_KEY_INT)
+        msgpack_pack_int64(pk, key->i);
+    else if (key->type == KV_KEY_STRING)
+        kv_mp_pack_strn(pk, (const char *) key->bytes, key->len);
+    else {
+        msgpack_pack_bin(pk, key->len);
+        msgpack_pack_bin_body(pk, key->bytes, key->len);
+    }
+}
+
 json_t *kv_key_json(const kv_key_t *key)
 {
     if (key->type == KV_KEY_INT)
@@ -18,12 +30,7 @@ json_t *kv_key_json(const kv_key_t *key)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    if (key->type == KV_KEY_STRING)
-        kv_mp_pack_strn(&pk, (const char *) key->bytes, key->len);
-    else {
-        msgpack_pack_bin(&pk, key->len);
-        msgpack_pack_bin_body(&pk, key->bytes, key->len);
-    }
+    kv_key_pack(&pk, key);
     json_t *j = kv_json_from_mp((const uint8_t *) sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return j;

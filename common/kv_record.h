@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* Pack the key as one MessagePack value: an integer, a string or bytes. */
+void kv_key_pack(msgpack_packer *pk, const kv_key_t *key);
 /* The key as JSON (the same JSON as its MessagePack form gives). */
 json_t *kv_key_json(const kv_key_t *key);
 /* Record JSON object (ns, set, key|digest, gen, ttl, bins, deleted) from a

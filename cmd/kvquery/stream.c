@@ -268,19 +268,7 @@ typedef struct {
 static int s_scan_send(kq_t *q, const char *ns, const char *set, stream_t *st, int pid, const uint8_t *after)
 {
     kv_req_t req;
-    kv_req_init(&req, KV_OP_SCAN);
-    kv_req_str(&req, "ns", ns, strlen(ns));
-    if (set)
-        kv_req_str(&req, "set", set, strlen(set));
-    kv_req_int(&req, "pfrom", pid);
-    req.hdr.pid = (uint16_t) pid; /* a router sends the page to this partition's master */
-    kv_req_int(&req, "pto", st->pto);
-    kv_req_int(&req, "max", SCAN_PAGE);
-    if (after) {
-        msgpack_packer *pk = kv_req_field(&req, "after");
-        msgpack_pack_bin(pk, KV_DIGEST_SIZE);
-        msgpack_pack_bin_body(pk, after, KV_DIGEST_SIZE);
-    }
+    kv_req_scan(&req, ns, set, pid, st->pto, SCAN_PAGE, after);
     int rc = kv_client_send(q->client, &req);
     st->reqid = req.hdr.reqid;
     st->page_pid = pid;

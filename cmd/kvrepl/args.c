@@ -139,6 +139,55 @@ int kr_probe(kv_client_t *c, int timeout_ms, kv_ptable_t *t, char *why, size_t w
     return rc;
 }
 
+int kr_end_open(kr_end_t *e, const char *endpoint, const char *label, int timeout_ms, kv_ptable_t *t, char *why,
+                size_t whylen)
+{
+    memset(e, 0, sizeof *e);
+    e->endpoint = endpoint;
+    e->label = label;
+    char inner[512];
+    if (!(e->scan_c = kv_client_new(endpoint, inner, sizeof inner))
+        || (e->kind = kr_probe(e->scan_c, timeout_ms, t, inner, sizeof inner)) < 0) {
+        snprintf(why, whylen, "%s %s: %s", label, endpoint, inner);
+        kr_end_close(e);
+        return -1;
+    }
+    return 0;
+}
+
+kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg, char *why,
+                       size_t whylen)
+{
+    if (e->sink)
+        return e->sink;
+    char inner[512];
+    if (!e->merge_c && !(e->merge_c = kv_client_new(e->endpoint, inner, sizeof inner))) {
+        snprintf(why, whylen, "%s %s: %s", e->label, e->endpoint, inner);
+        return NULL;
+    }
+    if (!(e->sink = kr_sink_new(e->merge_c, window, timeout_ms, fail, arg)))
+        snprintf(why, whylen, "out of memory");
+    return e->sink;
+}
+
+void kr_end_close(kr_end_t *e)
+{
+    kr_sink_destroy(&e->sink);
+    kv_client_destroy(&e->merge_c);
+    kv_client_destroy(&e->scan_c);
+}
+
+kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, int pto, bool tombstones,
+                       int timeout_ms, char *why, size_t whylen)
+{
+    kr_scan_opts_t so = {.ns = ns, .set = set, .pfrom = pfrom, .pto = pto, .raw = true, .any = e->kind == KR_NODE,
+                         .tombstones = tombstones, .timeout_ms = timeout_ms};
+    kr_scan_t *s = kr_scan_new(e->scan_c, &so);
+    if (!s)
+        snprintf(why, whylen, "%s %s: %s", e->label, e->endpoint, kv_client_error(e->scan_c));
+    return s;
+}
+
 void kr_progress_init(kr_progress_t *p)
 {
     p->tty = isatty(STDERR_FILENO);

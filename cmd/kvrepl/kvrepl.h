@@ -22,10 +22,6 @@
 /* Exit codes (kvrepl(1) EXIT STATUS). */
 enum { KR_EXIT_OK = 0, KR_EXIT_DIFFER = 1, KR_EXIT_ERROR = 2 };
 
-/* Op code of merge (kvproto(7)): replace a record's copy if the one sent
- * is newer. */
-#define KR_OP_MERGE 13
-
 /* ---- rec.c ---------------------------------------------------------- */
 
 /* A copy of one record, or its tombstone (del), as a raw scan returns it
@@ -36,7 +32,7 @@ typedef struct {
     uint32_t ns_len;
     uint8_t digest[KV_DIGEST_SIZE];
     bool del;                 /* a tombstone: only digest, gen and lut */
-    uint64_t gen;             /* generation, 1 to 2^32-1 (0 allowed for a tombstone) */
+    uint64_t gen;             /* generation, 1 to 2^32-1 */
     uint64_t lut;             /* last-update time, ms */
     uint64_t voidt;           /* absolute expiry, Unix seconds, 0 = never */
     const char *set;          /* set name, set_len bytes (NULL if none) */
@@ -58,9 +54,17 @@ typedef struct {
  * valid map.  Unknown fields are skipped.  0, or -1 with what is wrong
  * in why. */
 int kr_rec_parse(kr_rec_t *rec, const uint8_t *map, size_t len, unsigned need, char *why, size_t whylen);
-/* Which copy of one record is newer: > 0 if a, < 0 if b, 0 if neither
- * (same generation and last-update time).  Generation first, then lut. */
+/* Which copy of one record is better, by the merge op's rule (kvproto(7)):
+ * > 0 if a, < 0 if b, 0 if neither.  Between two records the higher
+ * generation, then the later lut; when either is a tombstone the later
+ * lut, and the tombstone on a tie (a record created again after a delete
+ * starts its generations anew). */
 int kr_rec_cmp(const kr_rec_t *a, const kr_rec_t *b);
+/* Two sides' copies of one record (either may be NULL, not both): > 0 if
+ * b's side needs a (it lacks it or holds a worse copy), < 0 if a's side
+ * needs b, 0 if neither (the same copy; or the better is a tombstone and
+ * the other side holds no record for it to delete). */
+int kr_rec_needs(const kr_rec_t *a, const kr_rec_t *b);
 /* Build the merge request (op 13) that applies rec (a record or a
  * tombstone) in namespace ns; with drop, the request that removes a copy
  * with exactly rec's generation and lut.  req is initialised here. */
@@ -130,6 +134,73 @@ void kr_reader_destroy(kr_reader_t *r);
 
 void kr_stream_test(bool verbose);
 
+/* ---- scan.c --------------------------------------------------------- */
+
+typedef struct {
+    const char *ns;
+    const char *set;  /* NULL: every set */
+    int pfrom, pto;   /* partitions [pfrom, pto) */
+    bool raw;         /* raw scan: void and lut, tombstones, the node's "now" */
+    bool any;         /* a kvnode answers from its own copies (never through a kvroute) */
+    bool tombstones;  /* return tombstones too (raw) */
+    int timeout_ms;   /* for each page */
+} kr_scan_opts_t;
+
+typedef struct kr_scan kr_scan_t;
+
+/* Start a scan on c (borrowed: it must outlive the scan, which ignores
+ * replies to other requests); the strings of o must too.  NULL if the
+ * first request cannot be sent (see kv_client_error). */
+kr_scan_t *kr_scan_new(kv_client_t *c, const kr_scan_opts_t *o);
+void kr_scan_destroy(kr_scan_t **self_p);
+/* Next record: 1 with *rec (valid until the next call), 0 at the end of
+ * the range, -1 with kr_scan_error.  Pages answered WRONG_NODE or
+ * UNAVAILABLE (a table change, through a router) are asked again a few
+ * times. */
+int kr_scan_next(kr_scan_t *s, kr_rec_t *rec);
+const char *kr_scan_error(const kr_scan_t *s);
+/* A raw scan's "now": the node's clock (ms) when it built the first page;
+ * 0 before it came. */
+uint64_t kr_scan_now(const kr_scan_t *s);
+
+/* Merge-join two scans of one partition, both in digest order: fn is
+ * called once per digest with the copy of each side, a or b NULL where a
+ * side has none (a first: a's first page has come before fn is called).
+ * fn returns 0 to go on.  0, or -1 with why (fn's -1 passes through). */
+typedef int(kr_join_fn)(void *arg, const kr_rec_t *a, const kr_rec_t *b);
+int kr_join(kr_scan_t *a, kr_scan_t *b, kr_join_fn *fn, void *arg, char *why, size_t whylen);
+
+/* ---- sink.c --------------------------------------------------------- */
+
+typedef struct kr_sink kr_sink_t;
+
+/* Called for a merge the node refused: the tag given with it, the
+ * record's digest, the status and the node's reason. */
+typedef void(kr_sink_fail_fn)(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail);
+
+typedef struct {
+    uint64_t sent;        /* requests answered or in flight */
+    uint64_t applied;     /* answered {"applied": true} */
+    uint64_t not_applied; /* answered {"applied": false} */
+    uint64_t failed;      /* refused (fail was called) */
+    uint64_t bytes;       /* bytes of the requests sent */
+} kr_sink_stats_t;
+
+/* Merge requests to c (borrowed), at most window in flight. */
+kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg);
+void kr_sink_destroy(kr_sink_t **self_p);
+/* Send req (taken: its body is released once it is answered), waiting
+ * for answers while the window is full.  A refusal counts in failed and
+ * calls fail; KEY_BUSY, WRONG_NODE and UNAVAILABLE are tried again a few
+ * times.  0, or -1 if the endpoint cannot be reached or answered in time,
+ * or does not know the merge op (kr_sink_error). */
+int kr_sink_send(kr_sink_t *s, kv_req_t *req, uint64_t tag);
+/* Wait for every answer.  0 or -1, as kr_sink_send. */
+int kr_sink_drain(kr_sink_t *s);
+const kr_sink_stats_t *kr_sink_stats(const kr_sink_t *s);
+const char *kr_sink_error(const kr_sink_t *s);
+int kr_sink_inflight(const kr_sink_t *s);
+
 /* ---- args.c --------------------------------------------------------- */
 
 /* A set of partitions. */
@@ -154,6 +225,30 @@ enum { KR_NODE = 1, KR_ROUTER = 2 };
  * -1 with why. */
 int kr_probe(kv_client_t *c, int timeout_ms, kv_ptable_t *t, char *why, size_t whylen);
 
+/* One endpoint kvrepl reads from and writes to: a connection for scans,
+ * another for merges (so their answers never mix), and what it is. */
+typedef struct {
+    const char *endpoint;
+    const char *label;    /* how messages name it ("A", "--from", a node id) */
+    int kind;             /* KR_NODE or KR_ROUTER */
+    kv_client_t *scan_c;
+    kv_client_t *merge_c;
+    kr_sink_t *sink;      /* merges to it (kr_end_sink) */
+} kr_end_t;
+
+/* Connect to endpoint and find out what it is (the table into *t if t is
+ * not NULL and it is a kvroute).  0, or -1 with why. */
+int kr_end_open(kr_end_t *e, const char *endpoint, const char *label, int timeout_ms, kv_ptable_t *t, char *why,
+                size_t whylen);
+/* The sink for merges to e, made on first use; NULL with why. */
+kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg, char *why,
+                       size_t whylen);
+void kr_end_close(kr_end_t *e);
+/* Start a scan of [pfrom, pto) of e: raw, and from its own copies if it
+ * is a kvnode.  NULL with why. */
+kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, int pto, bool tombstones,
+                       int timeout_ms, char *why, size_t whylen);
+
 /* Progress on stderr, at most once a second, when it is a terminal. */
 typedef struct {
     bool tty;
@@ -167,5 +262,34 @@ double kr_progress_secs(const kr_progress_t *p);
 const char *kr_progress_cr(const kr_progress_t *p);
 
 void kr_args_test(bool verbose);
+
+/* ---- the subcommands -------------------------------------------------- */
+
+enum { KR_FMT_BINARY, KR_FMT_JSONL };
+
+/* The options of every subcommand, as main parsed them. */
+typedef struct {
+    const char *from, *to;  /* --from, --to */
+    const char *ns;         /* --ns (NULL: the command's default) */
+    const char *set;        /* --set */
+    const char *replicas;   /* --replicas ROUTER */
+    kr_plist_t parts;       /* --partitions, or all */
+    const char *parts_arg;
+    bool tombstones;        /* --tombstones */
+    bool repair;            /* --repair */
+    int format;             /* --format */
+    int timeout_ms;         /* -t */
+    int in_flight;          /* --in-flight */
+    int64_t rate;           /* --rate, records per second, 0 = no limit */
+    int nargs;              /* the arguments after the command */
+    char **args;
+} kr_opts_t;
+
+#define KR_DEFAULT_NS "test"
+
+int kr_cmd_dump(kr_opts_t *o);
+int kr_cmd_load(kr_opts_t *o);
+int kr_cmd_verify(kr_opts_t *o);
+int kr_cmd_migrate(kr_opts_t *o);
 
 #endif

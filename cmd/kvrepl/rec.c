@@ -159,12 +159,12 @@ int kr_rec_parse(kr_rec_t *rec, const uint8_t *map, size_t len, unsigned need, c
         snprintf(why, whylen, "missing field '%s'", missing);
         return -1;
     }
-    if (rec->del)
-        return 0;
     if (rec->gen == 0) {
-        snprintf(why, whylen, "field 'gen' is 0 (a record's generation is 1 or more)");
+        snprintf(why, whylen, "field 'gen' is 0 (a generation is 1 or more)");
         return -1;
     }
+    if (rec->del)
+        return 0;
     if (rec->key) {
         kv_key_t k;
         uint8_t d[KV_DIGEST_SIZE];
@@ -179,6 +179,11 @@ int kr_rec_parse(kr_rec_t *rec, const uint8_t *map, size_t len, unsigned need, c
 
 int kr_rec_cmp(const kr_rec_t *a, const kr_rec_t *b)
 {
+    if (a->del || b->del) {
+        if (a->lut != b->lut)
+            return a->lut > b->lut ? 1 : -1;
+        return a->del == b->del ? 0 : a->del ? 1 : -1;
+    }
     if (a->gen != b->gen)
         return a->gen > b->gen ? 1 : -1;
     if (a->lut != b->lut)
@@ -186,9 +191,18 @@ int kr_rec_cmp(const kr_rec_t *a, const kr_rec_t *b)
     return 0;
 }
 
+int kr_rec_needs(const kr_rec_t *a, const kr_rec_t *b)
+{
+    int c = !b ? 1 : !a ? -1 : kr_rec_cmp(a, b);
+    const kr_rec_t *better = c > 0 ? a : b, *worse = c > 0 ? b : a;
+    if (c == 0 || (better->del && (!worse || worse->del)))
+        return 0;
+    return c;
+}
+
 void kr_rec_merge_req(kv_req_t *req, const char *ns, const kr_rec_t *rec, bool drop)
 {
-    kv_req_init(req, KR_OP_MERGE);
+    kv_req_init(req, KV_OP_MERGE);
     memcpy(req->hdr.digest, rec->digest, KV_DIGEST_SIZE);
     req->hdr.pid = kv_partition(rec->digest);
     kv_req_str(req, "ns", ns, strlen(ns));
@@ -296,6 +310,19 @@ void kr_rec_test(bool verbose)
     assert(kr_rec_cmp(&r, &q) > 0 && kr_rec_cmp(&q, &r) < 0);
     q.gen++;
     assert(kr_rec_cmp(&r, &q) < 0 && kr_rec_hash(&q) != kr_rec_hash(&r));
+    /* against a tombstone, the later lut wins, the tombstone on a tie */
+    kr_rec_t t = {.del = true, .gen = 1, .lut = r.lut};
+    assert(kr_rec_cmp(&t, &r) > 0 && kr_rec_cmp(&r, &t) < 0);
+    t.lut--;
+    assert(kr_rec_cmp(&t, &r) < 0 && kr_rec_cmp(&r, &t) > 0);
+    q = t;
+    assert(kr_rec_cmp(&t, &q) == 0);
+    /* which side needs the other's copy */
+    assert(kr_rec_needs(&r, NULL) > 0 && kr_rec_needs(NULL, &r) < 0 && kr_rec_needs(&r, &r) == 0);
+    t.lut = r.lut + 1;
+    assert(kr_rec_needs(&t, &r) > 0 && kr_rec_needs(&t, NULL) == 0 && kr_rec_needs(NULL, &t) == 0);
+    q.lut = t.lut + 1;
+    assert(kr_rec_needs(&t, &q) == 0 && kr_rec_needs(&r, &q) < 0);
     /* a key that does not give the digest */
     q = r;
     q.digest[0] ^= 1;
@@ -327,7 +354,7 @@ void kr_rec_test(bool verbose)
     /* the merge request of a record and of a drop */
     kv_req_t req;
     kr_rec_merge_req(&req, "other", &r, false);
-    assert(req.hdr.op == KR_OP_MERGE && req.hdr.pid == 3932 && (req.hdr.flags & KV_F_SENDKEY) && req.nfields == 7);
+    assert(req.hdr.op == KV_OP_MERGE && req.hdr.pid == 3932 && (req.hdr.flags & KV_F_SENDKEY) && req.nfields == 7);
     kv_req_destroy(&req);
     kr_rec_merge_req(&req, "other", &r, true);
     assert(req.nfields == 4 && !(req.hdr.flags & KV_F_SENDKEY));

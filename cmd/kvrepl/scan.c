@@ -1,0 +1,208 @@
+/* scan: the records of a range of partitions of one endpoint, in
+ * partition order and digest order within a partition, page by page;
+ * the next page is asked for as soon as a page comes, so the node works
+ * on it while this one is read. */
+#include "kvrepl.h"
+#include "kv_err.h"
+#include "kv_mp.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PAGE_MAX 1000
+#define RETRIES 5 /* WRONG_NODE or UNAVAILABLE in a row, waiting 20..320 ms */
+
+struct kr_scan {
+    kv_client_t *c;
+    kr_scan_opts_t o;
+    bool inflight;                 /* a page request is out */
+    uint64_t reqid;
+    int page_pid;                  /* the page asked for, to ask again */
+    uint8_t after[KV_DIGEST_SIZE];
+    bool has_after;
+    int retries;
+    kv_reply_t cur;                /* the page being read */
+    bool have_cur;
+    kv_mp_t it;                    /* its next record */
+    uint32_t left;                 /* and how many are left */
+    uint64_t now;                  /* "now" of the first page (raw) */
+    char error[512];
+};
+
+/* Ask for the page of partition pid after digest after (or from its start). */
+static int s_send(kr_scan_t *s, int pid, const uint8_t *after)
+{
+    kv_req_t req;
+    kv_req_scan(&req, s->o.ns, s->o.set, pid, s->o.pto, PAGE_MAX, after);
+    if (s->o.raw)
+        kv_mp_pack_bool(kv_req_field(&req, "raw"), true);
+    if (s->o.any)
+        kv_mp_pack_bool(kv_req_field(&req, "any"), true);
+    int rc = kv_client_send(s->c, &req);
+    kv_req_destroy(&req);
+    if (rc != 0) {
+        snprintf(s->error, sizeof s->error, "%s", kv_client_error(s->c));
+        return -1;
+    }
+    s->reqid = req.hdr.reqid;
+    s->inflight = true;
+    s->page_pid = pid;
+    s->has_after = after != NULL;
+    if (after && after != s->after)
+        memcpy(s->after, after, KV_DIGEST_SIZE);
+    return 0;
+}
+
+kr_scan_t *kr_scan_new(kv_client_t *c, const kr_scan_opts_t *o)
+{
+    kr_scan_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->c = c;
+    s->o = *o;
+    if (s_send(s, o->pfrom, NULL) != 0) {
+        kr_scan_destroy(&s);
+        return NULL;
+    }
+    return s;
+}
+
+void kr_scan_destroy(kr_scan_t **self_p)
+{
+    kr_scan_t *s = *self_p;
+    if (!s)
+        return;
+    if (s->have_cur)
+        kv_reply_close(&s->cur);
+    free(s);
+    *self_p = NULL;
+}
+
+const char *kr_scan_error(const kr_scan_t *s) { return s->error; }
+uint64_t kr_scan_now(const kr_scan_t *s) { return s->now; }
+
+/* Receive the page asked for into s->cur and ask for the one after it.
+ * 0, or -1 with s->error. */
+static int s_page(kr_scan_t *s)
+{
+    const char *ep = kv_client_endpoint(s->c);
+    kv_reply_t rep;
+    for (;;) {
+        if (kv_client_recv(s->c, &rep, s->o.timeout_ms) != 0) {
+            snprintf(s->error, sizeof s->error, "%s", kv_client_error(s->c));
+            return -1;
+        }
+        if (rep.hdr.reqid != s->reqid) { /* a late answer to something else */
+            kv_reply_close(&rep);
+            continue;
+        }
+        if ((rep.hdr.status == KV_ERR_WRONG_NODE || rep.hdr.status == KV_ERR_UNAVAILABLE) && s->retries < RETRIES) {
+            kv_reply_close(&rep); /* the cluster's table is changing: ask again */
+            usleep(20000u << s->retries++);
+            if (s_send(s, s->page_pid, s->has_after ? s->after : NULL) != 0)
+                return -1;
+            continue;
+        }
+        break;
+    }
+    s->inflight = false;
+    char err[400];
+    if (rep.hdr.status != KV_OK) {
+        snprintf(s->error, sizeof s->error, "%s: %s", kv_err_name(rep.hdr.status), kv_reply_error(&rep, err, sizeof err));
+        kv_reply_close(&rep);
+        return -1;
+    }
+    s->retries = 0;
+    const uint8_t *body = kv_reply_data(&rep);
+    size_t blen = kv_reply_size(&rep);
+    kv_mp_t v, nx;
+    uint32_t count, n2;
+    int64_t pid, now;
+    const uint8_t *after = NULL;
+    if (kv_body_get(body, blen, "records", &v) != 0 || kv_mp_read_array(&v, &count) != 0
+        || kv_body_get(body, blen, "next", &nx) != 0) {
+        snprintf(s->error, sizeof s->error, "malformed scan reply from %s", ep);
+        kv_reply_close(&rep);
+        return -1;
+    }
+    if (s->o.raw && s->now == 0) {
+        kv_mp_t nv;
+        if (kv_body_get(body, blen, "now", &nv) != 0 || kv_mp_read_int(&nv, &now) != 0 || now <= 0) {
+            snprintf(s->error, sizeof s->error,
+                     "no raw scans there (the scan reply has no \"now\": a kvnode older than this kvrepl?)");
+            kv_reply_close(&rep);
+            return -1;
+        }
+        s->now = (uint64_t) now;
+    }
+    if (kv_mp_read_nil(&nx) != 0) {
+        uint32_t al;
+        if (kv_mp_read_array(&nx, &n2) != 0 || (n2 != 1 && n2 != 2) || kv_mp_read_int(&nx, &pid) != 0
+            || pid < s->page_pid || pid >= s->o.pto
+            || (n2 == 2 && (kv_mp_read_bin(&nx, &after, &al) != 0 || al != KV_DIGEST_SIZE))) {
+            snprintf(s->error, sizeof s->error, "malformed scan cursor from %s", ep);
+            kv_reply_close(&rep);
+            return -1;
+        }
+        /* [pid]: the node masters no more of the range; pid's master goes on */
+        if (s_send(s, (int) pid, after) != 0) {
+            kv_reply_close(&rep);
+            return -1;
+        }
+    }
+    s->cur = rep;
+    s->have_cur = true;
+    s->it = v;
+    s->left = count;
+    return 0;
+}
+
+int kr_scan_next(kr_scan_t *s, kr_rec_t *rec)
+{
+    for (;;) {
+        while (s->have_cur && s->left > 0) {
+            const uint8_t *start = s->it.p;
+            s->left--;
+            char why[256] = "not one MessagePack value";
+            if (kv_mp_skip(&s->it) != 0
+                || kr_rec_parse(rec, start, (size_t) (s->it.p - start), s->o.raw ? KR_NEED_VOID : 0, why,
+                                sizeof why) != 0) {
+                snprintf(s->error, sizeof s->error, "malformed record in a scan reply from %s: %s",
+                         kv_client_endpoint(s->c), why);
+                return -1;
+            }
+            if (rec->del && !s->o.tombstones)
+                continue;
+            return 1;
+        }
+        if (s->have_cur) {
+            kv_reply_close(&s->cur);
+            s->have_cur = false;
+        }
+        if (!s->inflight)
+            return 0;
+        if (s_page(s) != 0)
+            return -1;
+    }
+}
+
+int kr_join(kr_scan_t *a, kr_scan_t *b, kr_join_fn *fn, void *arg, char *why, size_t whylen)
+{
+    kr_rec_t ra, rb;
+    int ha = kr_scan_next(a, &ra), hb = ha < 0 ? 0 : kr_scan_next(b, &rb);
+    while (ha >= 0 && hb >= 0 && (ha == 1 || hb == 1)) {
+        int c = ha != 1 ? 1 : hb != 1 ? -1 : memcmp(ra.digest, rb.digest, KV_DIGEST_SIZE);
+        if (fn(arg, c <= 0 ? &ra : NULL, c >= 0 ? &rb : NULL) != 0)
+            return -1;
+        if (c <= 0)
+            ha = kr_scan_next(a, &ra);
+        if (c >= 0 && ha >= 0)
+            hb = kr_scan_next(b, &rb);
+    }
+    if (ha < 0 || hb < 0) {
+        snprintf(why, whylen, "%s", kr_scan_error(ha < 0 ? a : b));
+        return -1;
+    }
+    return 0;
+}
