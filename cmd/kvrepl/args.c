@@ -177,11 +177,17 @@ void kr_end_close(kr_end_t *e)
     kv_client_destroy(&e->scan_c);
 }
 
+int kr_end_streams(const kr_end_t *e)
+{
+    return e->kind == KR_ROUTER ? 16 : 2;
+}
+
 kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, int pto, bool tombstones,
-                       int timeout_ms, char *why, size_t whylen)
+                       bool ordered, int timeout_ms, char *why, size_t whylen)
 {
     kr_scan_opts_t so = {.ns = ns, .set = set, .pfrom = pfrom, .pto = pto, .raw = true, .any = e->kind == KR_NODE,
-                         .tombstones = tombstones, .timeout_ms = timeout_ms};
+                         .tombstones = tombstones, .timeout_ms = timeout_ms,
+                         .streams = ordered ? 1 : kr_end_streams(e)};
     kr_scan_t *s = kr_scan_new(e->scan_c, &so);
     if (!s)
         snprintf(why, whylen, "%s %s: %s", e->label, e->endpoint, kv_client_error(e->scan_c));

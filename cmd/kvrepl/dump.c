@@ -48,7 +48,8 @@ int kr_cmd_dump(kr_opts_t *o)
     while (rc == KR_EXIT_OK && kr_plist_next(&o->parts, &from, &to)) {
         /* JSON Lines are export's: a plain scan gives the same record maps */
         kr_scan_opts_t so = {.ns = ns, .set = o->set, .pfrom = from, .pto = to, .raw = binary,
-                             .any = e.kind == KR_NODE, .tombstones = o->tombstones, .timeout_ms = o->timeout_ms};
+                             .any = e.kind == KR_NODE, .tombstones = o->tombstones, .timeout_ms = o->timeout_ms,
+                             .streams = kr_end_streams(&e)};
         kr_scan_t *s = kr_scan_new(e.scan_c, &so);
         kr_rec_t rec;
         int got = s ? 0 : -1;

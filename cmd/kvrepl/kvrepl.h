@@ -144,6 +144,7 @@ typedef struct {
     bool any;         /* a kvnode answers from its own copies (never through a kvroute) */
     bool tombstones;  /* return tombstones too (raw) */
     int timeout_ms;   /* for each page */
+    int streams;      /* pages asked for at once, each for its part of the range (1: records in order) */
 } kr_scan_opts_t;
 
 typedef struct kr_scan kr_scan_t;
@@ -154,7 +155,9 @@ typedef struct kr_scan kr_scan_t;
 kr_scan_t *kr_scan_new(kv_client_t *c, const kr_scan_opts_t *o);
 void kr_scan_destroy(kr_scan_t **self_p);
 /* Next record: 1 with *rec (valid until the next call), 0 at the end of
- * the range, -1 with kr_scan_error.  Pages answered WRONG_NODE or
+ * the range, -1 with kr_scan_error.  With one stream, records come in
+ * partition order and in digest order within a partition; with more,
+ * each stream's in that order, the streams' mixed.  Pages answered WRONG_NODE or
  * UNAVAILABLE (a table change, through a router) are asked again a few
  * times. */
 int kr_scan_next(kr_scan_t *s, kr_rec_t *rec);
@@ -245,9 +248,13 @@ kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn 
                        size_t whylen);
 void kr_end_close(kr_end_t *e);
 /* Start a scan of [pfrom, pto) of e: raw, and from its own copies if it
- * is a kvnode.  NULL with why. */
+ * is a kvnode; in order if ordered, else in as many streams as suit e.
+ * NULL with why. */
 kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, int pto, bool tombstones,
-                       int timeout_ms, char *why, size_t whylen);
+                       bool ordered, int timeout_ms, char *why, size_t whylen);
+/* Streams for a scan of e whose order does not matter: many through a
+ * router (a page stops at each change of master), a few on a node. */
+int kr_end_streams(const kr_end_t *e);
 
 /* Progress on stderr, at most once a second, when it is a terminal. */
 typedef struct {

@@ -91,8 +91,8 @@ static int s_partition(migrate_t *m, int p)
 {
     char why[1024] = "";
     m->pid = p;
-    m->src_scan = kr_end_scan(&m->src, m->o->ns, NULL, p, p + 1, true, m->o->timeout_ms, why, sizeof why);
-    kr_scan_t *d = m->src_scan ? kr_end_scan(&m->dst, m->o->ns, NULL, p, p + 1, true, m->o->timeout_ms, why, sizeof why)
+    m->src_scan = kr_end_scan(&m->src, m->o->ns, NULL, p, p + 1, true, true, m->o->timeout_ms, why, sizeof why);
+    kr_scan_t *d = m->src_scan ? kr_end_scan(&m->dst, m->o->ns, NULL, p, p + 1, true, true, m->o->timeout_ms, why, sizeof why)
                                : NULL;
     int rc = -1;
     m->refusal[0] = '\0';

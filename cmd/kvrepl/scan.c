@@ -1,7 +1,9 @@
-/* scan: the records of a range of partitions of one endpoint, in
- * partition order and digest order within a partition, page by page;
- * the next page is asked for as soon as a page comes, so the node works
- * on it while this one is read. */
+/* scan: the records of a range of partitions of one endpoint, page by
+ * page.  The range is split into streams, each with one page request out
+ * at a time, asked for as soon as the stream's previous page starts to be
+ * read; through a router, where a page stops at every change of master,
+ * the streams keep every node busy.  Within a stream records come in
+ * partition order, and in digest order within a partition. */
 #include "kvrepl.h"
 #include "kv_err.h"
 #include "kv_mp.h"
@@ -13,15 +15,28 @@
 #define PAGE_MAX 1000
 #define RETRIES 5 /* WRONG_NODE or UNAVAILABLE in a row, waiting 20..320 ms */
 
-struct kr_scan {
-    kv_client_t *c;
-    kr_scan_opts_t o;
+typedef struct {
+    int pto;                       /* its range ends here */
     bool inflight;                 /* a page request is out */
     uint64_t reqid;
     int page_pid;                  /* the page asked for, to ask again */
     uint8_t after[KV_DIGEST_SIZE];
     bool has_after;
     int retries;
+    kv_reply_t ready;              /* a page that came, not yet read */
+    bool have_ready;
+    kv_mp_t records;               /* its records */
+    uint32_t count;
+    int next_pid;                  /* its cursor: -1 the stream is done, */
+    uint8_t next_after[KV_DIGEST_SIZE]; /* else where the next page starts */
+    bool next_has_after;
+} stream_t;
+
+struct kr_scan {
+    kv_client_t *c;
+    kr_scan_opts_t o;
+    stream_t *st;
+    int n;
     kv_reply_t cur;                /* the page being read */
     bool have_cur;
     kv_mp_t it;                    /* its next record */
@@ -30,11 +45,12 @@ struct kr_scan {
     char error[512];
 };
 
-/* Ask for the page of partition pid after digest after (or from its start). */
-static int s_send(kr_scan_t *s, int pid, const uint8_t *after)
+/* Ask for stream t's page of partition pid after digest after (or from
+ * its start). */
+static int s_send(kr_scan_t *s, stream_t *t, int pid, const uint8_t *after)
 {
     kv_req_t req;
-    kv_req_scan(&req, s->o.ns, s->o.set, pid, s->o.pto, PAGE_MAX, after);
+    kv_req_scan(&req, s->o.ns, s->o.set, pid, t->pto, PAGE_MAX, after);
     if (s->o.raw)
         kv_mp_pack_bool(kv_req_field(&req, "raw"), true);
     if (s->o.any)
@@ -45,25 +61,33 @@ static int s_send(kr_scan_t *s, int pid, const uint8_t *after)
         snprintf(s->error, sizeof s->error, "%s", kv_client_error(s->c));
         return -1;
     }
-    s->reqid = req.hdr.reqid;
-    s->inflight = true;
-    s->page_pid = pid;
-    s->has_after = after != NULL;
-    if (after && after != s->after)
-        memcpy(s->after, after, KV_DIGEST_SIZE);
+    t->reqid = req.hdr.reqid;
+    t->inflight = true;
+    t->page_pid = pid;
+    t->has_after = after != NULL;
+    if (after && after != t->after)
+        memcpy(t->after, after, KV_DIGEST_SIZE);
     return 0;
 }
 
 kr_scan_t *kr_scan_new(kv_client_t *c, const kr_scan_opts_t *o)
 {
     kr_scan_t *s = calloc(1, sizeof *s);
-    if (!s)
+    int width = o->pto - o->pfrom, n = o->streams < 1 ? 1 : o->streams > width ? width : o->streams;
+    if (!s || !(s->st = calloc((size_t) n, sizeof *s->st))) {
+        free(s);
         return NULL;
+    }
     s->c = c;
     s->o = *o;
-    if (s_send(s, o->pfrom, NULL) != 0) {
-        kr_scan_destroy(&s);
-        return NULL;
+    s->n = n;
+    for (int i = 0; i < n; i++) {
+        int from = o->pfrom + width * i / n;
+        s->st[i].pto = o->pfrom + width * (i + 1) / n;
+        if (s_send(s, &s->st[i], from, NULL) != 0) {
+            kr_scan_destroy(&s);
+            return NULL;
+        }
     }
     return s;
 }
@@ -75,6 +99,10 @@ void kr_scan_destroy(kr_scan_t **self_p)
         return;
     if (s->have_cur)
         kv_reply_close(&s->cur);
+    for (int i = 0; i < s->n; i++)
+        if (s->st[i].have_ready)
+            kv_reply_close(&s->st[i].ready);
+    free(s->st);
     free(s);
     *self_p = NULL;
 }
@@ -82,48 +110,20 @@ void kr_scan_destroy(kr_scan_t **self_p)
 const char *kr_scan_error(const kr_scan_t *s) { return s->error; }
 uint64_t kr_scan_now(const kr_scan_t *s) { return s->now; }
 
-/* Receive the page asked for into s->cur and ask for the one after it.
- * 0, or -1 with s->error. */
-static int s_page(kr_scan_t *s)
+/* Check a page that came for stream t and keep it as t's ready page, its
+ * cursor parsed.  0, or -1 with s->error. */
+static int s_take(kr_scan_t *s, stream_t *t, kv_reply_t *rep)
 {
     const char *ep = kv_client_endpoint(s->c);
-    kv_reply_t rep;
-    for (;;) {
-        if (kv_client_recv(s->c, &rep, s->o.timeout_ms) != 0) {
-            snprintf(s->error, sizeof s->error, "%s", kv_client_error(s->c));
-            return -1;
-        }
-        if (rep.hdr.reqid != s->reqid) { /* a late answer to something else */
-            kv_reply_close(&rep);
-            continue;
-        }
-        if ((rep.hdr.status == KV_ERR_WRONG_NODE || rep.hdr.status == KV_ERR_UNAVAILABLE) && s->retries < RETRIES) {
-            kv_reply_close(&rep); /* the cluster's table is changing: ask again */
-            usleep(20000u << s->retries++);
-            if (s_send(s, s->page_pid, s->has_after ? s->after : NULL) != 0)
-                return -1;
-            continue;
-        }
-        break;
-    }
-    s->inflight = false;
-    char err[400];
-    if (rep.hdr.status != KV_OK) {
-        snprintf(s->error, sizeof s->error, "%s: %s", kv_err_name(rep.hdr.status), kv_reply_error(&rep, err, sizeof err));
-        kv_reply_close(&rep);
-        return -1;
-    }
-    s->retries = 0;
-    const uint8_t *body = kv_reply_data(&rep);
-    size_t blen = kv_reply_size(&rep);
+    const uint8_t *body = kv_reply_data(rep);
+    size_t blen = kv_reply_size(rep);
     kv_mp_t v, nx;
-    uint32_t count, n2;
+    uint32_t count, n2, al;
     int64_t pid, now;
     const uint8_t *after = NULL;
     if (kv_body_get(body, blen, "records", &v) != 0 || kv_mp_read_array(&v, &count) != 0
         || kv_body_get(body, blen, "next", &nx) != 0) {
         snprintf(s->error, sizeof s->error, "malformed scan reply from %s", ep);
-        kv_reply_close(&rep);
         return -1;
     }
     if (s->o.raw && s->now == 0) {
@@ -131,30 +131,65 @@ static int s_page(kr_scan_t *s)
         if (kv_body_get(body, blen, "now", &nv) != 0 || kv_mp_read_int(&nv, &now) != 0 || now <= 0) {
             snprintf(s->error, sizeof s->error,
                      "no raw scans there (the scan reply has no \"now\": a kvnode older than this kvrepl?)");
-            kv_reply_close(&rep);
             return -1;
         }
         s->now = (uint64_t) now;
     }
+    t->next_pid = -1;
     if (kv_mp_read_nil(&nx) != 0) {
-        uint32_t al;
+        /* [pid, digest] goes on after digest; [pid]: the node masters no
+         * more of the range, and pid's master goes on */
         if (kv_mp_read_array(&nx, &n2) != 0 || (n2 != 1 && n2 != 2) || kv_mp_read_int(&nx, &pid) != 0
-            || pid < s->page_pid || pid >= s->o.pto
+            || pid < t->page_pid || pid >= t->pto
             || (n2 == 2 && (kv_mp_read_bin(&nx, &after, &al) != 0 || al != KV_DIGEST_SIZE))) {
             snprintf(s->error, sizeof s->error, "malformed scan cursor from %s", ep);
-            kv_reply_close(&rep);
             return -1;
         }
-        /* [pid]: the node masters no more of the range; pid's master goes on */
-        if (s_send(s, (int) pid, after) != 0) {
-            kv_reply_close(&rep);
-            return -1;
-        }
+        t->next_pid = (int) pid;
+        t->next_has_after = after != NULL;
+        if (after)
+            memcpy(t->next_after, after, KV_DIGEST_SIZE);
     }
-    s->cur = rep;
-    s->have_cur = true;
-    s->it = v;
-    s->left = count;
+    t->ready = *rep;
+    t->have_ready = true;
+    t->records = v;
+    t->count = count;
+    return 0;
+}
+
+/* Receive one page, for whichever stream it is.  0, or -1 with s->error. */
+static int s_recv(kr_scan_t *s)
+{
+    kv_reply_t rep;
+    if (kv_client_recv(s->c, &rep, s->o.timeout_ms) != 0) {
+        snprintf(s->error, sizeof s->error, "%s", kv_client_error(s->c));
+        return -1;
+    }
+    stream_t *t = NULL;
+    for (int i = 0; i < s->n && !t; i++)
+        if (s->st[i].inflight && s->st[i].reqid == rep.hdr.reqid)
+            t = &s->st[i];
+    if (!t) { /* a late answer to something else */
+        kv_reply_close(&rep);
+        return 0;
+    }
+    t->inflight = false;
+    if ((rep.hdr.status == KV_ERR_WRONG_NODE || rep.hdr.status == KV_ERR_UNAVAILABLE) && t->retries < RETRIES) {
+        kv_reply_close(&rep); /* the cluster's table is changing: ask again */
+        usleep(20000u << t->retries++);
+        return s_send(s, t, t->page_pid, t->has_after ? t->after : NULL);
+    }
+    char err[400];
+    if (rep.hdr.status != KV_OK) {
+        snprintf(s->error, sizeof s->error, "%s: %s", kv_err_name(rep.hdr.status), kv_reply_error(&rep, err, sizeof err));
+        kv_reply_close(&rep);
+        return -1;
+    }
+    t->retries = 0;
+    if (s_take(s, t, &rep) != 0) {
+        kv_reply_close(&rep);
+        return -1;
+    }
     return 0;
 }
 
@@ -180,9 +215,27 @@ int kr_scan_next(kr_scan_t *s, kr_rec_t *rec)
             kv_reply_close(&s->cur);
             s->have_cur = false;
         }
-        if (!s->inflight)
+        /* a page that came is read next, and its stream's next page asked for */
+        stream_t *t = NULL;
+        bool waiting = false;
+        for (int i = 0; i < s->n && !t; i++) {
+            if (s->st[i].have_ready)
+                t = &s->st[i];
+            waiting |= s->st[i].inflight;
+        }
+        if (t) {
+            s->cur = t->ready;
+            s->have_cur = true;
+            s->it = t->records;
+            s->left = t->count;
+            t->have_ready = false;
+            if (t->next_pid >= 0 && s_send(s, t, t->next_pid, t->next_has_after ? t->next_after : NULL) != 0)
+                return -1;
+            continue;
+        }
+        if (!waiting)
             return 0;
-        if (s_page(s) != 0)
+        if (s_recv(s) != 0)
             return -1;
     }
 }

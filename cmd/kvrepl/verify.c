@@ -63,7 +63,7 @@ static int s_side_stats(side_t *s, const char *ns, const kr_plist_t *pl, int tim
     while (kr_plist_next(pl, &from, &to)) {
         memset(s->count + from, 0, (size_t) (to - from) * sizeof *s->count);
         memset(s->hash + from, 0, (size_t) (to - from) * sizeof *s->hash);
-        kr_scan_t *sc = kr_end_scan(&s->e, ns, NULL, from, to, false, timeout_ms, why, whylen);
+        kr_scan_t *sc = kr_end_scan(&s->e, ns, NULL, from, to, false, false, timeout_ms, why, whylen);
         if (!sc)
             return -1;
         kr_rec_t rec;
@@ -136,8 +136,8 @@ static int s_repair(verify_t *v, side_t *a, side_t *b, int p)
     char why[1024] = "";
     v->a = a;
     v->b = b;
-    kr_scan_t *sa = kr_end_scan(&a->e, v->ns, NULL, p, p + 1, true, v->o->timeout_ms, why, sizeof why);
-    kr_scan_t *sb = sa ? kr_end_scan(&b->e, v->ns, NULL, p, p + 1, true, v->o->timeout_ms, why, sizeof why) : NULL;
+    kr_scan_t *sa = kr_end_scan(&a->e, v->ns, NULL, p, p + 1, true, true, v->o->timeout_ms, why, sizeof why);
+    kr_scan_t *sb = sa ? kr_end_scan(&b->e, v->ns, NULL, p, p + 1, true, true, v->o->timeout_ms, why, sizeof why) : NULL;
     int rc = 0;
     if (!sa || !sb || kr_join(sa, sb, s_repair_pair, v, why, sizeof why) != 0) {
         if (*why) /* a scan failed (a failed send has been reported) */
