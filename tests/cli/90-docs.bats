@@ -30,6 +30,12 @@ setup() {
     [ "$status" -eq 0 ]
 }
 
+@test "kvrepl --help matches the SYNOPSIS of kvrepl(1)" {
+    run "$ROOT/tests/tools/check-synopsis.sh" kvrepl
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
 @test "every man page has EXAMPLES and they all run: kvbench.1" {
     run "$ROOT/tests/tools/run-examples.sh" man/kvbench.1
     echo "$output"
@@ -41,6 +47,7 @@ setup() {
     [ "$("$ROOT/bin/kvnode" -h)" = "$("$ROOT/bin/kvnode" --help)" ]
     [ "$("$ROOT/bin/kvbench" -h)" = "$("$ROOT/bin/kvbench" --help)" ]
     [ "$("$ROOT/bin/kvroute" -h)" = "$("$ROOT/bin/kvroute" --help)" ]
+    [ "$("$ROOT/bin/kvrepl" -h)" = "$("$ROOT/bin/kvrepl" --help)" ]
 }
 
 @test "-V prints the program name and version" {
@@ -52,6 +59,8 @@ setup() {
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvbench\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
     run "$ROOT/bin/kvroute" -V
     [ "$status" -eq 0 ] && [[ "$output" =~ ^kvroute\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+    run "$ROOT/bin/kvrepl" -V
+    [ "$status" -eq 0 ] && [[ "$output" =~ ^kvrepl\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
 }
 
 @test "every man page has EXAMPLES and they all run: kvquery.1" {
@@ -68,6 +77,12 @@ setup() {
 
 @test "every man page has EXAMPLES and they all run: kvroute.1" {
     run "$ROOT/tests/tools/run-examples.sh" man/kvroute.1
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "every man page has EXAMPLES and they all run: kvrepl.1" {
+    run "$ROOT/tests/tools/run-examples.sh" man/kvrepl.1
     echo "$output"
     [ "$status" -eq 0 ]
 }

@@ -17,8 +17,8 @@ teardown() {
     dest="$BATS_TEST_TMPDIR/dest"
     run make -C "$ROOT" install DESTDIR="$dest" PREFIX=/opt/kv
     [ "$status" -eq 0 ]
-    for f in bin/kvnode bin/kvquery bin/kvbench share/man/man1/kvnode.1 share/man/man1/kvquery.1 \
-             share/man/man1/kvbench.1 \
+    for f in bin/kvnode bin/kvquery bin/kvbench bin/kvroute bin/kvrepl share/man/man1/kvnode.1 \
+             share/man/man1/kvquery.1 share/man/man1/kvbench.1 share/man/man1/kvroute.1 share/man/man1/kvrepl.1 \
              share/man/man7/kvstore.7 share/man/man7/kvproto.7; do
         [ -f "$dest/opt/kv/$f" ] || { echo "missing $f"; false; }
     done
