@@ -155,7 +155,7 @@ int kr_end_open(kr_end_t *e, const char *endpoint, const char *label, int timeou
     return 0;
 }
 
-kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg, char *why,
+kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_answer_fn *answer, void *arg, char *why,
                        size_t whylen)
 {
     if (e->sink)
@@ -165,7 +165,7 @@ kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn 
         snprintf(why, whylen, "%s %s: %s", e->label, e->endpoint, inner);
         return NULL;
     }
-    if (!(e->sink = kr_sink_new(e->merge_c, window, timeout_ms, fail, arg)))
+    if (!(e->sink = kr_sink_new(e->merge_c, window, timeout_ms, answer, arg)))
         snprintf(why, whylen, "out of memory");
     return e->sink;
 }

@@ -165,11 +165,15 @@ const char *kr_scan_error(const kr_scan_t *s);
 /* A raw scan's "now": the node's clock (ms) when it built the first page;
  * 0 before it came. */
 uint64_t kr_scan_now(const kr_scan_t *s);
+/* A raw scan's "now" of the first page that covered partition pid,
+ * wholly or in part; 0 if none has yet. */
+uint64_t kr_scan_pnow(const kr_scan_t *s, int pid);
 
-/* Merge-join two scans of one partition, both in digest order: fn is
- * called once per digest with the copy of each side, a or b NULL where a
- * side has none (a first: a's first page has come before fn is called).
- * fn returns 0 to go on.  0, or -1 with why (fn's -1 passes through). */
+/* Merge-join two ordered scans (one stream each): fn is called once per
+ * record, in partition then digest order, with the copy of each side, a
+ * or b NULL where a side has none; when fn is called for a partition,
+ * a's pages that covered it have come.  fn returns 0 to go on.  0, or -1
+ * with why (or with why empty if fn returned -1). */
 typedef int(kr_join_fn)(void *arg, const kr_rec_t *a, const kr_rec_t *b);
 int kr_join(kr_scan_t *a, kr_scan_t *b, kr_join_fn *fn, void *arg, char *why, size_t whylen);
 
@@ -177,24 +181,25 @@ int kr_join(kr_scan_t *a, kr_scan_t *b, kr_join_fn *fn, void *arg, char *why, si
 
 typedef struct kr_sink kr_sink_t;
 
-/* Called for a merge the node refused: the tag given with it, the
- * record's digest, the status and the node's reason. */
-typedef void(kr_sink_fail_fn)(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail);
+/* Called for each answered merge: the tag given with it, the record's
+ * digest, the status (KV_OK: applied or not; else refused) and the node's
+ * reason. */
+typedef void(kr_sink_answer_fn)(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail);
 
 typedef struct {
     uint64_t sent;        /* requests answered or in flight */
     uint64_t applied;     /* answered {"applied": true} */
     uint64_t not_applied; /* answered {"applied": false} */
-    uint64_t failed;      /* refused (fail was called) */
+    uint64_t failed;      /* refused */
     uint64_t bytes;       /* bytes of the requests sent */
 } kr_sink_stats_t;
 
 /* Merge requests to c (borrowed), at most window in flight. */
-kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg);
+kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_answer_fn *answer, void *arg);
 void kr_sink_destroy(kr_sink_t **self_p);
 /* Send req (taken: its body is released once it is answered), waiting
- * for answers while the window is full.  A refusal counts in failed and
- * calls fail; KEY_BUSY, WRONG_NODE and UNAVAILABLE are tried again a few
+ * for answers while the window is full (answer is called for each).  A
+ * refusal counts in failed; KEY_BUSY, WRONG_NODE and UNAVAILABLE are tried again a few
  * times.  0, or -1 if the endpoint cannot be reached or answered in time,
  * or does not know the merge op (kr_sink_error). */
 int kr_sink_send(kr_sink_t *s, kv_req_t *req, uint64_t tag);
@@ -244,7 +249,7 @@ typedef struct {
 int kr_end_open(kr_end_t *e, const char *endpoint, const char *label, int timeout_ms, kv_ptable_t *t, char *why,
                 size_t whylen);
 /* The sink for merges to e, made on first use; NULL with why. */
-kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg, char *why,
+kr_sink_t *kr_end_sink(kr_end_t *e, int window, int timeout_ms, kr_sink_answer_fn *answer, void *arg, char *why,
                        size_t whylen);
 void kr_end_close(kr_end_t *e);
 /* Start a scan of [pfrom, pto) of e: raw, and from its own copies if it

@@ -15,6 +15,8 @@ typedef struct {
 /* A merge the node refused: say which record, and go on. */
 static void s_fail(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail)
 {
+    if (status == KV_OK)
+        return;
     load_t *l = arg;
     char hex[2 * KV_DIGEST_SIZE + 1];
     kv_digest_hex(digest, hex);

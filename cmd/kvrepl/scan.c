@@ -42,6 +42,7 @@ struct kr_scan {
     kv_mp_t it;                    /* its next record */
     uint32_t left;                 /* and how many are left */
     uint64_t now;                  /* "now" of the first page (raw) */
+    uint64_t *pnow;                /* per partition, "now" of the first page that covered it (raw) */
     char error[512];
 };
 
@@ -74,7 +75,10 @@ kr_scan_t *kr_scan_new(kv_client_t *c, const kr_scan_opts_t *o)
 {
     kr_scan_t *s = calloc(1, sizeof *s);
     int width = o->pto - o->pfrom, n = o->streams < 1 ? 1 : o->streams > width ? width : o->streams;
-    if (!s || !(s->st = calloc((size_t) n, sizeof *s->st))) {
+    if (!s || !(s->st = calloc((size_t) n, sizeof *s->st))
+        || (o->raw && !(s->pnow = calloc(KV_PARTITIONS, sizeof *s->pnow)))) {
+        if (s)
+            free(s->st);
         free(s);
         return NULL;
     }
@@ -103,12 +107,14 @@ void kr_scan_destroy(kr_scan_t **self_p)
         if (s->st[i].have_ready)
             kv_reply_close(&s->st[i].ready);
     free(s->st);
+    free(s->pnow);
     free(s);
     *self_p = NULL;
 }
 
 const char *kr_scan_error(const kr_scan_t *s) { return s->error; }
 uint64_t kr_scan_now(const kr_scan_t *s) { return s->now; }
+uint64_t kr_scan_pnow(const kr_scan_t *s, int pid) { return s->pnow && pid >= 0 && pid < KV_PARTITIONS ? s->pnow[pid] : 0; }
 
 /* Check a page that came for stream t and keep it as t's ready page, its
  * cursor parsed.  0, or -1 with s->error. */
@@ -119,21 +125,22 @@ static int s_take(kr_scan_t *s, stream_t *t, kv_reply_t *rep)
     size_t blen = kv_reply_size(rep);
     kv_mp_t v, nx;
     uint32_t count, n2, al;
-    int64_t pid, now;
+    int64_t pid, now = 0;
     const uint8_t *after = NULL;
     if (kv_body_get(body, blen, "records", &v) != 0 || kv_mp_read_array(&v, &count) != 0
         || kv_body_get(body, blen, "next", &nx) != 0) {
         snprintf(s->error, sizeof s->error, "malformed scan reply from %s", ep);
         return -1;
     }
-    if (s->o.raw && s->now == 0) {
+    if (s->o.raw) {
         kv_mp_t nv;
         if (kv_body_get(body, blen, "now", &nv) != 0 || kv_mp_read_int(&nv, &now) != 0 || now <= 0) {
             snprintf(s->error, sizeof s->error,
                      "no raw scans there (the scan reply has no \"now\": a kvnode older than this kvrepl?)");
             return -1;
         }
-        s->now = (uint64_t) now;
+        if (s->now == 0)
+            s->now = (uint64_t) now;
     }
     t->next_pid = -1;
     if (kv_mp_read_nil(&nx) != 0) {
@@ -150,6 +157,11 @@ static int s_take(kr_scan_t *s, stream_t *t, kv_reply_t *rep)
         if (after)
             memcpy(t->next_after, after, KV_DIGEST_SIZE);
     }
+    /* the partitions this page covered, wholly or in part: [page_pid, last] */
+    int last = t->next_pid < 0 ? t->pto - 1 : t->next_has_after ? t->next_pid : t->next_pid - 1;
+    for (int p = t->page_pid; s->pnow && p <= last; p++)
+        if (!s->pnow[p])
+            s->pnow[p] = (uint64_t) now;
     t->ready = *rep;
     t->have_ready = true;
     t->records = v;
@@ -240,12 +252,20 @@ int kr_scan_next(kr_scan_t *s, kr_rec_t *rec)
     }
 }
 
+/* The order of an ordered scan: partition, then digest. */
+static int s_order(const kr_rec_t *a, const kr_rec_t *b)
+{
+    int pa = kv_partition(a->digest), pb = kv_partition(b->digest);
+    return pa != pb ? pa - pb : memcmp(a->digest, b->digest, KV_DIGEST_SIZE);
+}
+
 int kr_join(kr_scan_t *a, kr_scan_t *b, kr_join_fn *fn, void *arg, char *why, size_t whylen)
 {
     kr_rec_t ra, rb;
+    why[0] = '\0';
     int ha = kr_scan_next(a, &ra), hb = ha < 0 ? 0 : kr_scan_next(b, &rb);
     while (ha >= 0 && hb >= 0 && (ha == 1 || hb == 1)) {
-        int c = ha != 1 ? 1 : hb != 1 ? -1 : memcmp(ra.digest, rb.digest, KV_DIGEST_SIZE);
+        int c = ha != 1 ? 1 : hb != 1 ? -1 : s_order(&ra, &rb);
         if (fn(arg, c <= 0 ? &ra : NULL, c >= 0 ? &rb : NULL) != 0)
             return -1;
         if (c <= 0)

@@ -22,13 +22,13 @@ struct kr_sink {
     kv_client_t *c;
     int window, used, timeout_ms;
     slot_t *slots;
-    kr_sink_fail_fn *fail;
+    kr_sink_answer_fn *answer;
     void *arg;
     kr_sink_stats_t st;
     char error[512];
 };
 
-kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_fail_fn *fail, void *arg)
+kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_answer_fn *answer, void *arg)
 {
     kr_sink_t *s = calloc(1, sizeof *s);
     if (!s || !(s->slots = calloc((size_t) window, sizeof *s->slots))) {
@@ -38,7 +38,7 @@ kr_sink_t *kr_sink_new(kv_client_t *c, int window, int timeout_ms, kr_sink_fail_
     s->c = c;
     s->window = window;
     s->timeout_ms = timeout_ms;
-    s->fail = fail;
+    s->answer = answer;
     s->arg = arg;
     return s;
 }
@@ -118,11 +118,10 @@ static int s_collect(kr_sink_t *s)
             s->st.applied++;
         else
             s->st.not_applied++;
-    } else {
+    } else
         s->st.failed++;
-        if (s->fail)
-            s->fail(s->arg, sl->tag, sl->req.hdr.digest, st, detail);
-    }
+    if (rc == 0 && s->answer)
+        s->answer(s->arg, sl->tag, sl->req.hdr.digest, st, detail);
     kv_reply_close(&rep);
     s_free_slot(s, sl);
     return rc;
