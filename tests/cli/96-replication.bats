@@ -22,19 +22,6 @@ key_mastered_by() {
 }
 records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(json.load(sys.stdin)["records"])'; }
 
-# start_cluster N [kvnode args]: start_nodes, then a router over them
-# (with ROUTER_ARGS), once every node has installed table version 1.
-start_cluster() {
-    local n=$1 i args=()
-    start_nodes "$@"
-    for ((i = 0; i < n; i++)); do args+=(--node "${NODES[$i]}"); done
-    start_router "${args[@]}" "${ROUTER_ARGS[@]}"
-    wait_until 10 nodes_up "$ROUTER_EP" "$n"
-    for ((i = 0; i < n; i++)); do
-        wait_until 5 grep -q 'installed table version 1 ' "${NODE_LOGS[$i]}"
-    done
-}
-
 @test "10k keys through kvroute: each node masters a third and holds two thirds" {
     start_cluster 3
     run kvbench -e "$ROUTER_EP" -w insert -c 4 -p 16 -k 10000 --count 10000 --no-progress --json

@@ -191,18 +191,35 @@ members() {
     [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] in ("up", "filling"))')" = "$2" ]
 }
 
-# start_nodes N [args]: N nodes with data directories; endpoints in NODES[].
+# start_nodes N [args]: N nodes with data directories (n1, n2, ... of the
+# test's directory, the first ones not yet made); endpoints in NODES[].
 start_nodes() {
-    local n=$1 i
+    local n=$1 i k=1
     shift
     NODES=()
     NODE_PIDS=()
     NODE_LOGS=()
     for ((i = 1; i <= n; i++)); do
-        start_node -d "$BATS_TEST_TMPDIR/n$i" "$@"
+        while [ -e "$BATS_TEST_TMPDIR/n$k" ]; do k=$((k + 1)); done
+        mkdir "$BATS_TEST_TMPDIR/n$k"
+        start_node -d "$BATS_TEST_TMPDIR/n$k" "$@"
         NODES+=("$KV_ENDPOINT")
         NODE_PIDS+=("$NODE_PID")
         NODE_LOGS+=("$NODE_LOG")
+    done
+}
+
+# start_cluster N [kvnode args]: start_nodes, then a router over them
+# (with ROUTER_ARGS, if set), once every node has installed table
+# version 1.  Sets what start_nodes and start_router set.
+start_cluster() {
+    local n=$1 i args=()
+    start_nodes "$@"
+    for ((i = 0; i < n; i++)); do args+=(--node "${NODES[$i]}"); done
+    start_router "${args[@]}" ${ROUTER_ARGS[@]+"${ROUTER_ARGS[@]}"}
+    wait_until 10 nodes_up "$ROUTER_EP" "$n"
+    for ((i = 0; i < n; i++)); do
+        wait_until 5 grep -q 'installed table version 1 ' "${NODE_LOGS[$i]}"
     done
 }
 
