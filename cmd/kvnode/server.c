@@ -187,6 +187,25 @@ static int s_resolve_record(server_t *s, req_t *r)
     return KV_OK;
 }
 
+/* Forget the records of the next `parts` partitions the sweeper visits
+ * that this node holds no copy of in its table (a migration moved them
+ * elsewhere, and the table that says so is settled). */
+static void s_drop_unheld(server_t *s, kv_ns_t *ns, uint32_t parts)
+{
+    const kv_ptable_t *t = cluster_table(s->cluster);
+    if (t->version == 0 || !kv_ptable_settled(t))
+        return;
+    uint32_t dropped = 0;
+    for (uint32_t k = 0; k < parts; k++) {
+        uint32_t pid = (ns->sweep_pid + k) % KV_PARTITIONS;
+        if (!cluster_holds(s->cluster, (uint16_t) pid, (int) ns->cfg.rf))
+            dropped += store_drop_partition(ns, pid);
+    }
+    if (dropped)
+        kv_warn("namespace '%s': dropped %u records of partitions this node no longer holds (table version %u)",
+                ns->cfg.name, dropped, t->version);
+}
+
 /* ---- dispatch --------------------------------------------------------- */
 
 #define NEEDS_NS 1      /* resolve "ns" */
@@ -704,8 +723,10 @@ void server_run(server_t *s, volatile int *stop)
             }
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
-            for (int i = 0; i < s->n_ns; i++)
+            for (int i = 0; i < s->n_ns; i++) {
+                s_drop_unheld(s, s->ns[i], SWEEP_PARTITIONS);
                 store_sweep(s->ns[i], now_s, SWEEP_PARTITIONS);
+            }
             next_sweep = kv_mono_ms() + SWEEP_INTERVAL_MS;
         }
     }
