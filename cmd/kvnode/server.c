@@ -27,7 +27,7 @@
 
 const char *const srv_field_names[F_COUNT_] = {
     "ns", "set", "key", "bins", "ttl", "exists", "gen", "genpol", "ops", "keys", "pfrom", "pto", "after", "max", "nobins", "what",
-    "raw", "any", "void", "lut", "del", "drop",
+    "raw", "any", "void", "lut", "del", "drop", "since", "lww",
 };
 
 /* ---- request helpers -------------------------------------------------- */
@@ -46,8 +46,8 @@ static inline int s_field_id(const char *k, uint32_t kl)
 {
     static const field_t by_first[][4] = {
         ['a'] = {F_AFTER, F_ANY}, ['b'] = {F_BINS}, ['d'] = {F_DEL, F_DROP}, ['e'] = {F_EXISTS},
-        ['g'] = {F_GEN, F_GENPOL}, ['k'] = {F_KEY, F_KEYS}, ['l'] = {F_LUT}, ['m'] = {F_MAX},
-        ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS}, ['p'] = {F_PFROM, F_PTO}, ['r'] = {F_RAW}, ['s'] = {F_SET},
+        ['g'] = {F_GEN, F_GENPOL}, ['k'] = {F_KEY, F_KEYS}, ['l'] = {F_LUT, F_LWW}, ['m'] = {F_MAX},
+        ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS}, ['p'] = {F_PFROM, F_PTO}, ['r'] = {F_RAW}, ['s'] = {F_SET, F_SINCE},
         ['t'] = {F_TTL}, ['v'] = {F_VOID}, ['w'] = {F_WHAT},
     };
     if (kl == 0 || (uint8_t) k[0] >= sizeof by_first / sizeof by_first[0])
@@ -962,6 +962,10 @@ static int s_merge_call(server_t *s, uint32_t gen, uint64_t lut, const char *val
     kv_req_record(&req, "test", "users", &k, true);
     kv_req_int(&req, "gen", gen);
     kv_req_int(&req, "lut", (int64_t) lut);
+    if (strncmp(val, "lww:", 4) == 0) { /* last writer wins */
+        msgpack_pack_true(kv_req_field(&req, "lww"));
+        val += 4;
+    }
     if (strcmp(val, "del") == 0 || strcmp(val, "drop") == 0)
         msgpack_pack_true(kv_req_field(&req, val));
     else
@@ -1012,8 +1016,14 @@ static void s_merge_test(server_t *s)
     assert(s_merge_call(s, 5, 2000, "five", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 5);
     assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 0);
     assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && !ap); /* nothing left to delete */
+    /* last writer wins: a later update beats a higher generation */
+    assert(s_merge_call(s, 7, 3000, "seven", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 7);
+    assert(s_merge_call(s, 2, 3100, "two", &ap) == KV_OK && !ap);
+    assert(s_merge_call(s, 2, 2900, "lww:early", &ap) == KV_OK && !ap);
+    assert(s_merge_call(s, 2, 3100, "lww:late", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 2);
+    assert(strcmp(val, "late") == 0);
     /* its own clock moved past what it merged: its next write is later */
-    assert(s->last_lut >= 2500);
+    assert(s->last_lut >= 3100);
     kv_req_t req;
     kv_mp_t rep;
     kv_req_init(&req, KV_OP_MERGE);
