@@ -30,15 +30,37 @@ static bool s_before(uint64_t wa, uint64_t ida, uint64_t wb, uint64_t idb)
     return wa != wb ? wa > wb : ida < idb;
 }
 
-/* The best k (1 <= k <= n) node indexes for pid into out, best first: an
- * insertion into a sorted list of k, so each node is hashed once. */
-static void s_top(const kv_ptable_t *t, uint16_t pid, int *out, int k)
+/* Member states, as bits of a mask. */
+#define M(s) (1u << (s))
+#define ROW_STATES (M(KV_PN_RANKED) | M(KV_PN_LEAVING))
+#define REF_STATES (M(KV_PN_RANKED) | M(KV_PN_LEAVING) | M(KV_PN_GONE) | M(KV_PN_BACK))
+#define TARGET_STATES (M(KV_PN_RANKED) | M(KV_PN_FILLING) | M(KV_PN_BACK))
+
+const char *kv_pnstate_name(int state)
+{
+    static const char *const names[] = {"ranked", "filling", "gone", "back", "leaving"};
+    return state >= 0 && state < KV_PN_STATES_ ? names[state] : "?";
+}
+
+/* Members whose state is in mask. */
+static int s_count(const kv_ptable_t *t, unsigned mask)
+{
+    int n = 0;
+    for (int i = 0; i < t->n; i++)
+        n += (mask >> t->nodes[i].state) & 1;
+    return n;
+}
+
+/* The best k (1 <= k <= members in mask) node indexes for pid among the
+ * members whose state is in mask into out, best first: an insertion into
+ * a sorted list of k, so each node is hashed once. */
+static void s_top(const kv_ptable_t *t, uint16_t pid, unsigned mask, int *out, int k)
 {
     uint64_t w[KV_NODES_MAX]; /* weights of out[0..m) */
     int m = 0;
     assert(k >= 1 && k <= t->n && t->n <= KV_NODES_MAX);
     for (int i = 0; i < t->n; i++) {
-        if (t->nodes[i].filling)
+        if (!((mask >> t->nodes[i].state) & 1))
             continue;
         uint64_t wi = s_weight(t->nodes[i].id, pid), id = t->nodes[i].id;
         if (m == k && !s_before(wi, id, w[m - 1], t->nodes[out[m - 1]].id))
@@ -84,7 +106,7 @@ int kv_ptable_add(kv_ptable_t *t, uint64_t id, const char *endpoint)
     t->nodes[i].id = id;
     memcpy(t->nodes[i].endpoint, endpoint, len);
     t->nodes[i].endpoint[len] = '\0';
-    t->nodes[i].filling = false; /* not the flag of the node that moved up */
+    t->nodes[i].state = KV_PN_RANKED; /* not the state of the node that moved up */
     t->n++;
     return 0;
 }
@@ -105,31 +127,70 @@ int kv_ptable_find(const kv_ptable_t *t, uint64_t id)
     return i < t->n && t->nodes[i].id == id ? i : -1;
 }
 
-/* Members that are in rows (not filling). */
-static int s_ranked(const kv_ptable_t *t)
+/* The first min(members in mask, max) of pid's ranking among the members
+ * in mask, into out; returns the count. */
+static int s_top_of(const kv_ptable_t *t, uint16_t pid, unsigned mask, int *out, int max)
 {
-    int n = 0;
-    for (int i = 0; i < t->n; i++)
-        n += !t->nodes[i].filling;
-    return n;
+    int have = s_count(t, mask), k = have < max ? have : max;
+    if (k <= 0)
+        return 0;
+    s_top(t, pid, mask, out, k);
+    return k;
 }
 
 int kv_ptable_row(const kv_ptable_t *t, uint16_t pid, int *out, int max)
 {
-    int ranked = s_ranked(t), k = ranked < max ? ranked : max;
-    if (k <= 0)
-        return 0;
-    s_top(t, pid, out, k);
-    return k;
+    return s_top_of(t, pid, ROW_STATES, out, max);
+}
+
+void kv_ptable_copies(const kv_ptable_t *t, uint16_t pid, int rf, kv_pcopies_t *c)
+{
+    int ref[KV_RF_MAX], target[KV_RF_MAX];
+    assert(rf >= 1 && rf <= KV_RF_MAX);
+    int nref = s_top_of(t, pid, REF_STATES, ref, rf), ntarget = s_top_of(t, pid, TARGET_STATES, target, rf);
+    c->n = 0;
+    c->master = -1;
+    c->lost = false;
+    if (s_top_of(t, pid, ROW_STATES, &c->master, 1) == 0)
+        c->master = -1;
+    for (int k = 0; k < nref; k++)
+        if (kv_pn_full(t->nodes[ref[k]].state)) {
+            c->nodes[c->n] = ref[k];
+            c->full[c->n] = true;
+            c->target[c->n++] = false;
+        }
+    /* no full copy in the reference (more than rf-1 lost): the master is
+     * still one, if any member holds full data */
+    c->lost = c->n == 0;
+    if (c->n == 0 && c->master >= 0) {
+        c->nodes[c->n] = c->master;
+        c->full[c->n] = true;
+        c->target[c->n++] = false;
+    }
+    for (int k = 0; k < ntarget; k++) {
+        int j = 0;
+        while (j < c->n && c->nodes[j] != target[k])
+            j++;
+        if (j == c->n) {
+            c->nodes[c->n] = target[k];
+            c->full[c->n++] = false;
+        }
+        c->target[j] = true;
+    }
+}
+
+bool kv_ptable_settled(const kv_ptable_t *t)
+{
+    return s_count(t, M(KV_PN_RANKED)) == t->n;
 }
 
 void kv_ptable_rows(const kv_ptable_t *t, uint8_t rows[][KV_RF_MAX])
 {
-    int ranked = s_ranked(t), k = ranked < KV_RF_MAX ? ranked : KV_RF_MAX, top[KV_RF_MAX];
+    int ranked = s_count(t, ROW_STATES), k = ranked < KV_RF_MAX ? ranked : KV_RF_MAX, top[KV_RF_MAX];
     for (int p = 0; p < KV_PARTITIONS; p++) {
         memset(rows[p], UINT8_MAX, KV_RF_MAX);
         if (k > 0)
-            s_top(t, (uint16_t) p, top, k);
+            s_top(t, (uint16_t) p, ROW_STATES, top, k);
         for (int j = 0; j < k; j++)
             rows[p][j] = (uint8_t) top[j];
     }
@@ -141,7 +202,7 @@ bool kv_ptable_same(const kv_ptable_t *a, const kv_ptable_t *b)
         return false;
     for (int i = 0; i < a->n; i++)
         if (a->nodes[i].id != b->nodes[i].id || strcmp(a->nodes[i].endpoint, b->nodes[i].endpoint) != 0 ||
-            a->nodes[i].filling != b->nodes[i].filling)
+            a->nodes[i].state != b->nodes[i].state)
             return false;
     return true;
 }
@@ -154,12 +215,10 @@ uint64_t kv_ptable_hash(const kv_ptable_t *t)
     crypto_generichash_init(&st, NULL, 0, sizeof out);
     kv_put64(b, t->cluster);
     kv_put32(b + 8, t->version);
-    /* the top bit of n says a bitmap of filling members follows the nodes
-     * (absent when none is filling, so such tables hash as before) */
-    uint64_t filling = 0;
-    for (int i = 0; i < t->n; i++)
-        filling |= (uint64_t) t->nodes[i].filling << i;
-    kv_put32(b + 12, (uint32_t) t->n | (filling ? 0x80000000u : 0));
+    /* the top bit of n says the members' states follow the nodes, a byte
+     * each (absent when all are ranked) */
+    bool states = !kv_ptable_settled(t);
+    kv_put32(b + 12, (uint32_t) t->n | (states ? 0x80000000u : 0));
     crypto_generichash_update(&st, b, 16);
     for (int i = 0; i < t->n; i++) {
         size_t len = strnlen(t->nodes[i].endpoint, KV_ENDPOINT_MAX);
@@ -168,10 +227,8 @@ uint64_t kv_ptable_hash(const kv_ptable_t *t)
         crypto_generichash_update(&st, b, 9);
         crypto_generichash_update(&st, (const uint8_t *) t->nodes[i].endpoint, len);
     }
-    if (filling) {
-        kv_put64(b, filling);
-        crypto_generichash_update(&st, b, 8);
-    }
+    for (int i = 0; states && i < t->n; i++)
+        crypto_generichash_update(&st, &t->nodes[i].state, 1);
     crypto_generichash_final(&st, out, sizeof out);
     return kv_get64(out);
 }
@@ -191,8 +248,9 @@ int kv_ptable_pack(const kv_ptable_t *t, msgpack_packer *pk)
         || msgpack_pack_array(pk, (size_t) t->n) != 0)
         return -1;
     for (int i = 0; i < t->n; i++)
-        if (msgpack_pack_array(pk, t->nodes[i].filling ? 3 : 2) != 0 || msgpack_pack_uint64(pk, t->nodes[i].id) != 0
-            || s_pack_str(pk, t->nodes[i].endpoint) != 0 || (t->nodes[i].filling && msgpack_pack_true(pk) != 0))
+        if (msgpack_pack_array(pk, t->nodes[i].state ? 3 : 2) != 0 || msgpack_pack_uint64(pk, t->nodes[i].id) != 0
+            || s_pack_str(pk, t->nodes[i].endpoint) != 0
+            || (t->nodes[i].state && msgpack_pack_uint8(pk, t->nodes[i].state) != 0))
             return -1;
     return 0;
 }
@@ -262,7 +320,7 @@ static int s_read_nodes(kv_mp_t *r, kv_ptable_t *t, char *why, size_t whylen)
                           s_why(r, KV_MP_ARRAY, "is not an [id, endpoint] array"));
         if (two != 2 && two != 3)
             return s_fail(why, whylen,
-                          "table: node %" PRIu32 " is an array of %" PRIu32 ", not [id, endpoint] or [id, endpoint, filling]",
+                          "table: node %" PRIu32 " is an array of %" PRIu32 ", not [id, endpoint] or [id, endpoint, state]",
                           no, two);
         if (s_read_uint(r, &id, &err) != 0)
             return s_fail(why, whylen, "table: node %" PRIu32 ": id %s", no, err);
@@ -285,12 +343,19 @@ static int s_read_nodes(kv_mp_t *r, kv_ptable_t *t, char *why, size_t whylen)
         if (memchr(ep, '\0', len))
             return s_fail(why, whylen, "table: node %" PRIu32 ": endpoint contains a NUL byte", no);
         bool filling = false;
-        if (two == 3 && kv_mp_read_bool(r, &filling) != 0)
-            return s_fail(why, whylen, "table: node %" PRIu32 ": filling %s", no, s_why(r, KV_MP_BOOL, "is not a boolean"));
+        int64_t state = KV_PN_RANKED;
+        if (two == 3 && kv_mp_read_bool(r, &filling) == 0)
+            state = filling ? KV_PN_FILLING : KV_PN_RANKED;
+        else if (two == 3 && kv_mp_read_int(r, &state) != 0)
+            return s_fail(why, whylen, "table: node %" PRIu32 ": state %s", no,
+                          s_why(r, KV_MP_INT, "is not an integer or a boolean"));
+        if (state < 0 || state >= KV_PN_STATES_)
+            return s_fail(why, whylen, "table: node %" PRIu32 ": state %" PRId64 " is not 0 to %d", no, state,
+                          KV_PN_STATES_ - 1);
         t->nodes[i].id = id;
         memcpy(t->nodes[i].endpoint, ep, len);
         t->nodes[i].endpoint[len] = '\0';
-        t->nodes[i].filling = filling;
+        t->nodes[i].state = (uint8_t) state;
         t->n = (int) no;
     }
     return 0;
@@ -345,6 +410,93 @@ int kv_ptable_unpack(kv_ptable_t *t, kv_mp_t *v, char *why, size_t whylen)
 }
 
 /* ---- self-test ---- */
+
+static int s_unpack_copy(kv_ptable_t *t, const void *buf, size_t len, char *why, size_t whylen);
+
+/* Index in c of node index i, or -1. */
+static int s_in_copies(const kv_pcopies_t *c, int i)
+{
+    for (int k = 0; k < c->n; k++)
+        if (c->nodes[k] == i)
+            return k;
+    return -1;
+}
+
+/* Copies while members change state: the reference keeps the places of
+ * gone and back members, so the full copies are the ones that held the
+ * data; the target is where it goes; every state round-trips. */
+static void s_copies_test(msgpack_packer *pk, msgpack_sbuffer *sb)
+{
+    kv_ptable_t t, s, u;
+    char why[200];
+    kv_ptable_init(&t);
+    t.cluster = 9;
+    t.version = 3;
+    for (uint64_t id = 1; id <= 4; id++)
+        assert(kv_ptable_add(&t, id * 77, "tcp://127.0.0.1:1") == 0);
+    assert(kv_ptable_settled(&t));
+    s = t; /* settled: copies = the first rf of the row, all full */
+    int moved = 0, lost = 0;
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        kv_pcopies_t c;
+        int row[KV_RF_MAX];
+        kv_ptable_copies(&t, (uint16_t) p, 2, &c);
+        assert(kv_ptable_row(&t, (uint16_t) p, row, 2) == 2 && c.n == 2 && c.master == row[0]);
+        assert(c.nodes[0] == row[0] && c.nodes[1] == row[1] && c.full[0] && c.full[1] && c.target[0] && c.target[1]);
+    }
+    /* node 0 leaving, 1 gone, 3 back, and a new one filling */
+    u = t;
+    u.nodes[0].state = KV_PN_LEAVING;
+    u.nodes[1].state = KV_PN_GONE;
+    u.nodes[3].state = KV_PN_BACK;
+    assert(kv_ptable_add(&u, 1000, "tcp://127.0.0.1:2") == 0);
+    u.nodes[kv_ptable_find(&u, 1000)].state = KV_PN_FILLING;
+    assert(!kv_ptable_settled(&u));
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        kv_pcopies_t c;
+        kv_ptable_copies(&u, (uint16_t) p, 2, &c);
+        int nfull = 0;
+        for (int k = 0; k < c.n; k++) {
+            int st = u.nodes[c.nodes[k]].state;
+            assert(!c.full[k] || kv_pn_full(st)); /* a ranked entrant is not full yet */
+            assert(st != KV_PN_GONE); /* the dead get nothing */
+            assert(!c.target[k] || kv_pn_target(st));
+            nfull += c.full[k];
+        }
+        /* the full copies are the ranked and leaving members of the
+         * settled table's first two (in the reference, gone and back
+         * members keep their places; the filling one has none) */
+        kv_pcopies_t was;
+        kv_ptable_copies(&s, (uint16_t) p, 2, &was);
+        int held = 0;
+        for (int k = 0; k < was.n; k++) {
+            int at = kv_ptable_find(&u, s.nodes[was.nodes[k]].id);
+            if (at >= 0 && kv_pn_full(u.nodes[at].state)) {
+                held++;
+                assert(s_in_copies(&c, at) >= 0);
+            }
+        }
+        assert(c.lost == (held == 0));
+        if (held == 0)
+            lost++; /* then the master is the only full copy */
+        assert(nfull == (held ? held : 1));
+        assert(c.master >= 0 && c.full[s_in_copies(&c, c.master)]);
+        moved += c.n > nfull;
+        /* two target members, neither of them gone */
+        int ntarget = 0;
+        for (int k = 0; k < c.n; k++)
+            ntarget += c.target[k];
+        assert(ntarget == 2);
+    }
+    assert(moved > 0);
+    assert(lost > 0); /* partitions whose two copies were nodes 1 (gone) and 3 (back) */
+    msgpack_sbuffer_clear(sb);
+    assert(kv_ptable_pack(&u, pk) == 0);
+    assert(s_unpack_copy(&t, sb->data, sb->size, why, sizeof why) == 0 && kv_ptable_same(&t, &u));
+    assert(kv_ptable_hash(&t) == kv_ptable_hash(&u));
+    t.nodes[0].state = KV_PN_BACK;
+    assert(kv_ptable_hash(&t) != kv_ptable_hash(&u));
+}
 
 static uint64_t s_rand(uint64_t *s)
 {
@@ -768,7 +920,7 @@ void kv_ptable_test(bool verbose)
         {V_VERSION_BIG, "table: version 4294967296 does not fit in 32 bits"},
         {V_NODES_MAP, "table: 'nodes' is not an array"},
         {V_NODE_STR, "table: node 2 is not an [id, endpoint] array"},
-        {V_NODE_THREE, "table: node 2: filling is not a boolean"},
+        {V_NODE_THREE, "table: node 2: state is not an integer or a boolean"},
         {V_ID_STR, "table: node 2: id is not an unsigned integer"},
         {V_ID_ZERO, "table: node 2: id is 0"},
         {V_ID_DUP, "table: node 2: duplicate id 10"},
@@ -867,7 +1019,7 @@ void kv_ptable_test(bool verbose)
     for (uint64_t id = 1; id <= 4; id++)
         assert(kv_ptable_add(&t, id * 1000, "tcp://127.0.0.1:1") == 0);
     u = t;
-    u.nodes[2].filling = true;
+    u.nodes[2].state = KV_PN_FILLING;
     assert(!kv_ptable_same(&t, &u) && kv_ptable_hash(&t) != kv_ptable_hash(&u));
     w = u;
     kv_ptable_remove(&w, u.nodes[2].id); /* the same rows as without it */
@@ -876,7 +1028,7 @@ void kv_ptable_test(bool verbose)
         int na = kv_ptable_row(&u, (uint16_t) p, a, KV_RF_MAX), nb = kv_ptable_row(&w, (uint16_t) p, b, KV_RF_MAX);
         assert(na == 3 && nb == 3);
         for (int k = 0; k < 3; k++)
-            assert(u.nodes[a[k]].id == w.nodes[b[k]].id && !u.nodes[a[k]].filling);
+            assert(u.nodes[a[k]].id == w.nodes[b[k]].id && u.nodes[a[k]].state == KV_PN_RANKED);
     }
     static uint8_t frows[KV_PARTITIONS][KV_RF_MAX];
     kv_ptable_rows(&u, frows);
@@ -884,19 +1036,21 @@ void kv_ptable_test(bool verbose)
         assert(frows[p][0] != 2 && frows[p][1] != 2 && frows[p][2] != 2 && frows[p][3] == UINT8_MAX);
     msgpack_sbuffer_clear(&sb);
     assert(kv_ptable_pack(&u, &pk) == 0);
-    assert(s_unpack_copy(&w, sb.data, sb.size, why, sizeof why) == 0 && kv_ptable_same(&w, &u) && w.nodes[2].filling);
+    assert(s_unpack_copy(&w, sb.data, sb.size, why, sizeof why) == 0 && kv_ptable_same(&w, &u) && w.nodes[2].state == KV_PN_FILLING);
     /* adding a node before a filling one: the new one is not filling, the
      * other still is */
     kv_ptable_init(&w);
     assert(kv_ptable_add(&w, 500, "tcp://127.0.0.1:2") == 0);
-    w.nodes[0].filling = true;
+    w.nodes[0].state = KV_PN_FILLING;
     assert(kv_ptable_add(&w, 100, "tcp://127.0.0.1:3") == 0);
-    assert(w.nodes[0].id == 100 && !w.nodes[0].filling && w.nodes[1].id == 500 && w.nodes[1].filling);
+    assert(w.nodes[0].id == 100 && w.nodes[0].state == KV_PN_RANKED && w.nodes[1].id == 500 &&
+           w.nodes[1].state == KV_PN_FILLING);
     /* all filling: no rows at all */
     for (int i = 0; i < u.n; i++)
-        u.nodes[i].filling = true;
+        u.nodes[i].state = KV_PN_FILLING;
     int none[KV_RF_MAX];
     assert(kv_ptable_row(&u, 0, none, KV_RF_MAX) == 0);
+    s_copies_test(&pk, &sb);
     msgpack_sbuffer_destroy(&sb);
     fflush(stdout);
 }

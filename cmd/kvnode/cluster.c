@@ -32,7 +32,9 @@ struct cluster {
     char dir[1024];       /* "" = nothing on disk */
     uint64_t node_id;
     kv_ptable_t table;    /* installed */
-    uint8_t (*rows)[KV_RF_MAX];
+ uint8_t (*rows)[KV_RF_MAX];
+    kv_pcopies_t *copies[KV_RF_MAX]; /* per rf, per partition, computed when first asked */
+    bool *copies_ok[KV_RF_MAX];
     int self;             /* this node's index in table, or -1 */
     bool recovering;      /* started with a table that ranks it: serves no partition until
                              a router installs a newer one (it may have missed writes) */
@@ -252,6 +254,9 @@ static void s_reindex(cluster_t *c)
     c->self = kv_ptable_find(&c->table, c->node_id);
     if (c->table.version)
         kv_ptable_rows(&c->table, c->rows);
+    for (int k = 0; k < KV_RF_MAX; k++)
+        if (c->copies_ok[k])
+            memset(c->copies_ok[k], 0, KV_PARTITIONS * sizeof(bool));
 }
 
 cluster_t *cluster_new(const char *dir, char *why, size_t whylen)
@@ -306,7 +311,7 @@ cluster_t *cluster_new(const char *dir, char *why, size_t whylen)
     if (s_load(c, why, whylen) != 0)
         goto fail;
     s_reindex(c);
-    c->recovering = c->self >= 0 && !c->table.nodes[c->self].filling;
+    c->recovering = c->self >= 0 && kv_pn_full(c->table.nodes[c->self].state);
     if (c->recovering)
         kv_warn("table version %u ranks this node: it serves no partition until a router installs a newer table",
                 c->table.version);
@@ -324,6 +329,10 @@ void cluster_destroy(cluster_t **self_p)
     for (int i = 0; i < c->n_routers; i++)
         zmq_close(c->routers[i].sock);
     free(c->rows);
+    for (int k = 0; k < KV_RF_MAX; k++) {
+        free(c->copies[k]);
+        free(c->copies_ok[k]);
+    }
     free(c);
     *self_p = NULL;
 }
@@ -333,11 +342,40 @@ const kv_ptable_t *cluster_table(const cluster_t *c) { return &c->table; }
 
 int cluster_self(const cluster_t *c) { return c->self; }
 
-int cluster_copy(const cluster_t *c, uint16_t pid, int k)
+const kv_pcopies_t *cluster_copies(cluster_t *c, uint16_t pid, int rf)
 {
-    if (c->table.version == 0 || k < 0 || k >= KV_RF_MAX || k >= c->table.n)
-        return -1;
-    return c->rows[pid][k] == UINT8_MAX ? -1 : c->rows[pid][k]; /* rows skip filling members */
+    if (c->table.version == 0 || rf < 1 || rf > KV_RF_MAX || pid >= KV_PARTITIONS)
+        return NULL;
+    int k = rf - 1;
+    if (!c->copies[k]) {
+        c->copies[k] = malloc(KV_PARTITIONS * sizeof *c->copies[k]);
+        c->copies_ok[k] = calloc(KV_PARTITIONS, sizeof(bool));
+        if (!c->copies[k] || !c->copies_ok[k]) {
+            free(c->copies[k]);
+            free(c->copies_ok[k]);
+            c->copies[k] = NULL;
+            c->copies_ok[k] = NULL;
+            return NULL;
+        }
+    }
+    if (!c->copies_ok[k][pid]) {
+        kv_ptable_copies(&c->table, pid, rf, &c->copies[k][pid]);
+        c->copies_ok[k][pid] = true;
+    }
+    return &c->copies[k][pid];
+}
+
+bool cluster_holds(cluster_t *c, uint16_t pid, int rf)
+{
+    if (c->table.version == 0)
+        return true;
+    const kv_pcopies_t *cp = cluster_copies(c, pid, rf);
+    if (c->self < 0 || !cp)
+        return c->self >= 0; /* out of memory: keep everything */
+    for (int k = 0; k < cp->n; k++)
+        if (cp->nodes[k] == c->self)
+            return true;
+    return false;
 }
 
 bool cluster_serves(const cluster_t *c, uint16_t pid)
@@ -606,7 +644,7 @@ int op_cluster(server_t *s, req_t *r)
                 /* a newer table does not end recovering (it may have been
                  * chosen before this node restarted): only a router's
                  * resume does, or a table that no longer ranks it */
-                c->recovering = c->recovering && c->self >= 0 && !c->table.nodes[c->self].filling;
+                c->recovering = c->recovering && c->self >= 0 && kv_pn_full(c->table.nodes[c->self].state);
                 kv_warn("installed table version %u (cluster %016llx, %d nodes, hash %016llx)%s", t->version,
                         (unsigned long long) t->cluster, t->n, (unsigned long long) kv_ptable_hash(t),
                         c->self < 0 ? "; this node is not in it" : "");

@@ -35,8 +35,12 @@ uint64_t cluster_node_id(const cluster_t *self);
 const kv_ptable_t *cluster_table(const cluster_t *self);
 /* This node's index in the installed table, or -1. */
 int cluster_self(const cluster_t *self);
-/* Node index of copy k (0 = master) of partition pid, or -1. */
-int cluster_copy(const cluster_t *self, uint16_t pid, int k);
+/* The copies of partition pid for replication factor rf in the installed
+ * table (kv_ptable_copies), or NULL if there is no table (or no memory). */
+const kv_pcopies_t *cluster_copies(cluster_t *self, uint16_t pid, int rf);
+/* Is this node one of partition pid's copies (for rf), so it keeps its
+ * records?  True without a table. */
+bool cluster_holds(cluster_t *self, uint16_t pid, int rf);
 /* True if this node may serve requests for partition pid as its master. */
 bool cluster_serves(const cluster_t *self, uint16_t pid);
 /* The CLUSTER op (state, prepare, accept, commit, heartbeat-to). */

@@ -799,6 +799,18 @@ int disk_drop(disk_t *d, const uint8_t *digest)
     return 1;
 }
 
+uint32_t disk_drop_partition(disk_t *d, uint32_t pid)
+{
+    dpart_t *p = &d->parts[pid];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->cap; i++)
+        if (p->slots[i] && s_ent(d, p->slots[i])->state == E_LIVE) {
+            s_make_gone(d, s_ent(d, p->slots[i]));
+            n++;
+        }
+    return n;
+}
+
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts)
 {
     uint32_t n = 0;

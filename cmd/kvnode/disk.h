@@ -67,6 +67,9 @@ int disk_tomb(const disk_t *d, const uint8_t *digest, uint32_t *gen, uint64_t *l
 /* Forget the live record of digest without writing a tombstone (its
  * entry becomes gone, as an expired record's does).  1 if there was one. */
 int disk_drop(disk_t *d, const uint8_t *digest);
+/* Forget every live record of partition pid (their entries become gone).
+ * Returns the count. */
+uint32_t disk_drop_partition(disk_t *d, uint32_t pid);
 /* Mark expired records in the next `parts` partitions as gone. */
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts);
 

@@ -779,6 +779,9 @@ int op_scan(server_t *s, req_t *r)
     /* raw: metadata for copying records (absolute expiry, tombstones, the
      * clock); any: this node's own copies, whatever its table says */
     bool raw = s_bool_field(r, F_RAW), any = s_bool_field(r, F_ANY);
+    int64_t since;
+    if (srv_int_field(s, r, F_SINCE, 0, INT64_MAX, 0, &since) != 0)
+        return KV_ERR_BAD_REQUEST;
     /* in a cluster, a page covers only partitions this node masters: it
      * starts at one, and stops before the first it does not master,
      * with next = [that partition] for the client to ask its master */
@@ -812,6 +815,8 @@ int op_scan(server_t *s, req_t *r)
         for (uint32_t i = 0; i < got; i++) {
             const kv_rec_t *rec = s->scan_buf[i];
             last = rec;
+            if (rec->lut <= (uint64_t) since) /* changed before what the client has */
+                continue;
             if (rec->nbins == 0) { /* a tombstone (raw only; it has no set) */
                 if (set)
                     continue;
@@ -872,11 +877,14 @@ int op_scan(server_t *s, req_t *r)
 }
 
 /* Is copy a (generation, last-update time, tombstone or not) better than
- * copy b?  Two records: the higher generation, then the later update.
+ * copy b?  With lww, the later update, then the higher generation.
+ * Otherwise, two records: the higher generation, then the later update.
  * When either is a tombstone, the later event wins, a tombstone on a tie:
  * a record created again after a delete starts its generations anew. */
-static bool s_better(uint32_t agen, uint64_t alut, bool atomb, uint32_t bgen, uint64_t blut, bool btomb)
+static bool s_better(uint32_t agen, uint64_t alut, bool atomb, uint32_t bgen, uint64_t blut, bool btomb, bool lww)
 {
+    if (lww) /* last writer wins: the later update, then the higher generation */
+        return alut > blut || (alut == blut && agen > bgen);
     if (atomb || btomb)
         return alut > blut || (alut == blut && atomb && !btomb);
     return agen > bgen || (agen == bgen && alut > blut);
@@ -893,7 +901,7 @@ static int s_merge_reply(server_t *s, bool applied)
 int op_merge(server_t *s, req_t *r)
 {
     int64_t gen, lut, vt;
-    bool del = s_bool_field(r, F_DEL), drop = s_bool_field(r, F_DROP);
+    bool del = s_bool_field(r, F_DEL), drop = s_bool_field(r, F_DROP), lww = s_bool_field(r, F_LWW);
     if (srv_int_field(s, r, F_GEN, 1, UINT32_MAX, 0, &gen) != 0 ||
         srv_int_field(s, r, F_LUT, 1, INT64_MAX, 0, &lut) != 0 ||
         srv_int_field(s, r, F_VOID, 0, UINT32_MAX, 0, &vt) != 0)
@@ -922,7 +930,7 @@ int op_merge(server_t *s, req_t *r)
         ogen = old->gen;
         olut = old->lut;
     }
-    if ((old || otomb) && !s_better((uint32_t) gen, (uint64_t) lut, del, ogen, olut, otomb))
+    if ((old || otomb) && !s_better((uint32_t) gen, (uint64_t) lut, del, ogen, olut, otomb, lww))
         return s_merge_reply(s, false);
     bool serves = cluster_serves(s->cluster, r->h->pid);
     if (del) { /* deletes the older record; with no record there is nothing to do */

@@ -145,7 +145,7 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
     if (ns->cfg.rf < 2 || t->version == 0)
         return;
     uint16_t pid = kv_partition(digest);
-    int copies = (int) ns->cfg.rf < t->n ? (int) ns->cfg.rf : t->n;
+    const kv_pcopies_t *cp = cluster_copies(s->cluster, pid, (int) ns->cfg.rf);
     /* the request: header, then {"ns": name, "rec": image} or {"ns": name, "del": [gen, lut]} */
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -174,9 +174,10 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
     sl->bucket = s_bucket(digest);
     sl->sent_ms = kv_mono_ms();
     int self = cluster_self(s->cluster);
-    for (int k = 1; k < copies; k++) {
-        int idx = cluster_copy(s->cluster, pid, k);
-        if (idx < 0 || idx == self)
+    /* every copy: the full ones and the ones being filled (a migration) */
+    for (int k = 0; cp && k < cp->n; k++) {
+        int idx = cp->nodes[k];
+        if (idx == self)
             continue;
         void *sock = s_peer(s, t->nodes[idx].id, t->nodes[idx].endpoint);
         if (sock && zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&

@@ -46,7 +46,7 @@ struct server {
 
 typedef enum {
     F_NS, F_SET, F_KEY, F_BINS, F_TTL, F_EXISTS, F_GEN, F_GENPOL, F_OPS, F_KEYS, F_PFROM, F_PTO, F_AFTER, F_MAX, F_NOBINS, F_WHAT,
-    F_RAW, F_ANY, F_VOID, F_LUT, F_DEL, F_DROP, F_COUNT_
+    F_RAW, F_ANY, F_VOID, F_LUT, F_DEL, F_DROP, F_SINCE, F_LWW, F_COUNT_
 } field_t;
 
 /* Body field names, indexed by field_t. */

@@ -27,7 +27,7 @@
 
 const char *const srv_field_names[F_COUNT_] = {
     "ns", "set", "key", "bins", "ttl", "exists", "gen", "genpol", "ops", "keys", "pfrom", "pto", "after", "max", "nobins", "what",
-    "raw", "any", "void", "lut", "del", "drop",
+    "raw", "any", "void", "lut", "del", "drop", "since", "lww",
 };
 
 /* ---- request helpers -------------------------------------------------- */
@@ -46,8 +46,8 @@ static inline int s_field_id(const char *k, uint32_t kl)
 {
     static const field_t by_first[][4] = {
         ['a'] = {F_AFTER, F_ANY}, ['b'] = {F_BINS}, ['d'] = {F_DEL, F_DROP}, ['e'] = {F_EXISTS},
-        ['g'] = {F_GEN, F_GENPOL}, ['k'] = {F_KEY, F_KEYS}, ['l'] = {F_LUT}, ['m'] = {F_MAX},
-        ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS}, ['p'] = {F_PFROM, F_PTO}, ['r'] = {F_RAW}, ['s'] = {F_SET},
+        ['g'] = {F_GEN, F_GENPOL}, ['k'] = {F_KEY, F_KEYS}, ['l'] = {F_LUT, F_LWW}, ['m'] = {F_MAX},
+        ['n'] = {F_NS, F_NOBINS}, ['o'] = {F_OPS}, ['p'] = {F_PFROM, F_PTO}, ['r'] = {F_RAW}, ['s'] = {F_SET, F_SINCE},
         ['t'] = {F_TTL}, ['v'] = {F_VOID}, ['w'] = {F_WHAT},
     };
     if (kl == 0 || (uint8_t) k[0] >= sizeof by_first / sizeof by_first[0])
@@ -185,6 +185,25 @@ static int s_resolve_record(server_t *s, req_t *r)
     if (kv_partition(r->h->digest) != r->h->pid)
         return srv_fail(s, KV_ERR_BAD_REQUEST, "partition id %u does not match the digest", r->h->pid);
     return KV_OK;
+}
+
+/* Forget the records of the next `parts` partitions the sweeper visits
+ * that this node holds no copy of in its table (a migration moved them
+ * elsewhere, and the table that says so is settled). */
+static void s_drop_unheld(server_t *s, kv_ns_t *ns, uint32_t parts)
+{
+    const kv_ptable_t *t = cluster_table(s->cluster);
+    if (t->version == 0 || !kv_ptable_settled(t))
+        return;
+    uint32_t dropped = 0;
+    for (uint32_t k = 0; k < parts; k++) {
+        uint32_t pid = (ns->sweep_pid + k) % KV_PARTITIONS;
+        if (!cluster_holds(s->cluster, (uint16_t) pid, (int) ns->cfg.rf))
+            dropped += store_drop_partition(ns, pid);
+    }
+    if (dropped)
+        kv_warn("namespace '%s': dropped %u records of partitions this node no longer holds (table version %u)",
+                ns->cfg.name, dropped, t->version);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
@@ -704,8 +723,10 @@ void server_run(server_t *s, volatile int *stop)
             }
         if (kv_mono_ms() >= next_sweep) {
             uint32_t now_s = (uint32_t) (kv_wall_ms() / 1000);
-            for (int i = 0; i < s->n_ns; i++)
+            for (int i = 0; i < s->n_ns; i++) {
+                s_drop_unheld(s, s->ns[i], SWEEP_PARTITIONS);
                 store_sweep(s->ns[i], now_s, SWEEP_PARTITIONS);
+            }
             next_sweep = kv_mono_ms() + SWEEP_INTERVAL_MS;
         }
     }
@@ -941,6 +962,10 @@ static int s_merge_call(server_t *s, uint32_t gen, uint64_t lut, const char *val
     kv_req_record(&req, "test", "users", &k, true);
     kv_req_int(&req, "gen", gen);
     kv_req_int(&req, "lut", (int64_t) lut);
+    if (strncmp(val, "lww:", 4) == 0) { /* last writer wins */
+        msgpack_pack_true(kv_req_field(&req, "lww"));
+        val += 4;
+    }
     if (strcmp(val, "del") == 0 || strcmp(val, "drop") == 0)
         msgpack_pack_true(kv_req_field(&req, val));
     else
@@ -991,8 +1016,14 @@ static void s_merge_test(server_t *s)
     assert(s_merge_call(s, 5, 2000, "five", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 5);
     assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 0);
     assert(s_merge_call(s, 1, 2500, "del", &ap) == KV_OK && !ap); /* nothing left to delete */
+    /* last writer wins: a later update beats a higher generation */
+    assert(s_merge_call(s, 7, 3000, "seven", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 7);
+    assert(s_merge_call(s, 2, 3100, "two", &ap) == KV_OK && !ap);
+    assert(s_merge_call(s, 2, 2900, "lww:early", &ap) == KV_OK && !ap);
+    assert(s_merge_call(s, 2, 3100, "lww:late", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 2);
+    assert(strcmp(val, "late") == 0);
     /* its own clock moved past what it merged: its next write is later */
-    assert(s->last_lut >= 2500);
+    assert(s->last_lut >= 3100);
     kv_req_t req;
     kv_mp_t rep;
     kv_req_init(&req, KV_OP_MERGE);

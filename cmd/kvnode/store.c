@@ -286,6 +286,24 @@ uint32_t store_scan_partition(kv_ns_t *ns, uint32_t pid, const uint8_t *after, u
     return n;
 }
 
+uint32_t store_drop_partition(kv_ns_t *ns, uint32_t pid)
+{
+    if (ns->disk)
+        return disk_drop_partition(ns->disk, pid);
+    kv_part_t *p = &ns->parts[pid];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->cap; i++)
+        if (p->slots[i]) {
+            ns->memory_used -= store_rec_cost(rec_data_len(p->slots[i]));
+            free(p->slots[i]);
+            p->slots[i] = NULL;
+            n++;
+        }
+    p->count = 0;
+    ns->records -= n;
+    return n;
+}
+
 uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts)
 {
     if (ns->disk)

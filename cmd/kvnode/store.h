@@ -130,6 +130,9 @@ int store_tomb(const kv_ns_t *ns, const uint8_t *digest, uint32_t *gen, uint64_t
 /* Forget the live copy of digest without leaving a tombstone (a stale
  * copy a migration drops).  1 if there was one. */
 int store_drop(kv_ns_t *ns, const uint8_t *digest);
+/* Forget every live record of partition pid without tombstones (a
+ * partition this node no longer holds a copy of).  Returns the count. */
+uint32_t store_drop_partition(kv_ns_t *ns, uint32_t pid);
 /* Reclaim expired records in the next `parts` partitions.  Returns count. */
 uint32_t store_sweep(kv_ns_t *ns, uint32_t now, uint32_t parts);
 

@@ -6,6 +6,7 @@
 #include "kv_proto.h"
 #include "kv_ptable.h"
 #include "kv_util.h"
+#include "migrate.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -99,6 +100,9 @@ struct route {
     msgpack_sbuffer fwd[KV_NODES_MAX];   /* requests for each node of base, being split */
     uint64_t forwarded, unroutable;
     batch_t *batches;                    /* BATCHES_MAX */
+    migrate_t *mig;                      /* the migrations of base */
+    uint32_t mig_version;                /* the version mig was given */
+    char lost_ids[KV_NODES_MAX * 18 + 1]; /* dead members kept for their data (last warned) */
 };
 
 static void s_batch_part(route_t *r, const kv_hdr_t *h, const uint8_t *body, size_t len);
@@ -176,6 +180,13 @@ static rnode_t *s_by_id(route_t *r, uint64_t id)
         if (r->nodes[i].id == id)
             return &r->nodes[i];
     return NULL;
+}
+
+/* Is node id up (a callback of the migrations)? */
+static bool s_up(void *arg, uint64_t id)
+{
+    const rnode_t *nd = s_by_id(arg, id);
+    return nd && nd->state == N_UP;
 }
 
 static rnode_t *s_by_endpoint(route_t *r, const char *ep)
@@ -512,9 +523,11 @@ static void s_node_says(route_t *r, rnode_t *nd, const uint8_t *body, size_t len
         nd->removed = false; /* the node has it: from now on it is the one that knows */
     else if (nd->removed)
         s_set_removed(r, nd, true); /* removed here while it was away: tell it now */
-    if (nd->boot && (uint64_t) boot != nd->boot)
+    if (nd->boot && (uint64_t) boot != nd->boot) {
         kv_warn("node %016" PRIx64 " at %s restarted%s", nd->id, nd->endpoint,
                 recovering ? "; it serves nothing until a newer table" : "");
+        migrate_restarted(r->mig, nd->id); /* what was copied to it may be lost */
+    }
     nd->boot = (uint64_t) boot;
     if (r->base.version && cluster && (uint64_t) cluster != r->base.cluster) {
         s_refuse(nd, "it belongs to cluster %016" PRIx64 ", this cluster is %016" PRIx64, (uint64_t) cluster,
@@ -623,21 +636,40 @@ static void s_info_cluster(route_t *r)
 {
     msgpack_packer *pk = &r->pk;
     const kv_ptable_t *t = &r->base;
-    uint8_t (*rows)[KV_RF_MAX] = calloc(KV_PARTITIONS, sizeof *rows);
-    int masters[KV_NODES_MAX] = {0}, replicas[KV_NODES_MAX] = {0};
+    int masters[KV_NODES_MAX] = {0}, replicas[KV_NODES_MAX] = {0}, filling[KV_NODES_MAX] = {0}, unavailable = 0;
     int rf = 2;
     const char *p = strstr(r->ns_sig, " rf=");
-    if (p)
+    if (p && atoi(p + 4) >= 1 && atoi(p + 4) <= KV_RF_MAX)
         rf = atoi(p + 4); /* the first namespace's */
-    if (rows && t->version) {
-        kv_ptable_rows(t, rows);
-        int copies = rf < KV_RF_MAX ? rf : KV_RF_MAX;
-        for (int q = 0; q < KV_PARTITIONS; q++)
-            for (int k = 0; k < copies && rows[q][k] != UINT8_MAX; k++) /* filling members are in no row */
-                (k == 0 ? masters : replicas)[rows[q][k]]++;
+    for (int q = 0; t->version && q < KV_PARTITIONS; q++) {
+        kv_pcopies_t c;
+        kv_ptable_copies(t, (uint16_t) q, rf, &c);
+        bool live = false;
+        for (int k = 0; k < c.n; k++) {
+            (c.nodes[k] == c.master ? masters : c.full[k] ? replicas : filling)[c.nodes[k]]++;
+            live |= c.full[k] && s_up(r, t->nodes[c.nodes[k]].id);
+        }
+        unavailable += !live;
     }
-    free(rows);
-    msgpack_pack_map(pk, 6);
+    migrate_stats_t ms;
+    migrate_stats(r->mig, &ms);
+    msgpack_pack_map(pk, 9);
+    kv_mp_pack_cstr(pk, "settled");
+    kv_mp_pack_bool(pk, kv_ptable_settled(t));
+    kv_mp_pack_cstr(pk, "unavailable");
+    msgpack_pack_int(pk, unavailable);
+    kv_mp_pack_cstr(pk, "migrations");
+    msgpack_pack_map(pk, 5);
+    kv_mp_pack_cstr(pk, "remaining");
+    msgpack_pack_uint32(pk, ms.remaining);
+    kv_mp_pack_cstr(pk, "active");
+    msgpack_pack_uint32(pk, ms.active);
+    kv_mp_pack_cstr(pk, "done");
+    msgpack_pack_uint64(pk, ms.done);
+    kv_mp_pack_cstr(pk, "failed");
+    msgpack_pack_uint64(pk, ms.failed);
+    kv_mp_pack_cstr(pk, "records");
+    msgpack_pack_uint64(pk, ms.records);
     kv_mp_pack_cstr(pk, "cluster");
     s_pack_id(pk, t->cluster);
     kv_mp_pack_cstr(pk, "version");
@@ -656,21 +688,24 @@ static void s_info_cluster(route_t *r)
     for (int i = 0; i < r->n; i++) {
         const rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(t, nd->id);
-        msgpack_pack_map(pk, nd->state == N_REFUSED ? 7 : 6);
+        msgpack_pack_map(pk, nd->state == N_REFUSED ? 8 : 7);
         kv_mp_pack_cstr(pk, "id");
         s_pack_id(pk, nd->id);
         kv_mp_pack_cstr(pk, "endpoint");
         kv_mp_pack_cstr(pk, nd->endpoint);
         kv_mp_pack_cstr(pk, "state");
-        kv_mp_pack_cstr(pk, nd->removed || nd->node_removed                          ? "removed"
-                            : nd->state == N_UP && at >= 0 && t->nodes[at].filling ? "filling"
-                                                                                   : s_state_names[nd->state]);
+        kv_mp_pack_cstr(pk, nd->removed || nd->node_removed                                ? "removed"
+                            : nd->state == N_UP && at >= 0 && t->nodes[at].state != KV_PN_RANKED
+                                ? kv_pnstate_name(t->nodes[at].state)
+                                : s_state_names[nd->state]);
         kv_mp_pack_cstr(pk, "table_version");
         msgpack_pack_uint32(pk, nd->version);
         kv_mp_pack_cstr(pk, "masters");
         msgpack_pack_int(pk, at >= 0 ? masters[at] : 0);
         kv_mp_pack_cstr(pk, "replicas");
         msgpack_pack_int(pk, at >= 0 ? replicas[at] : 0);
+        kv_mp_pack_cstr(pk, "filling");
+        msgpack_pack_int(pk, at >= 0 ? filling[at] : 0);
         if (nd->state == N_REFUSED) {
             kv_mp_pack_cstr(pk, "why");
             kv_mp_pack_cstr(pk, nd->why);
@@ -705,33 +740,50 @@ static void s_info_partitions(route_t *r)
     free(rows);
 }
 
-/* info NAME: a namespace of the cluster, as its nodes declare it (name,
- * rf, mode, nodes in the table); -1 if the cluster has none by that name. */
-static int s_info_ns(route_t *r, const char *name, uint32_t len)
+/* The cluster's namespaces (from the nodes' declarations): names, rf
+ * and modes; returns how many (at most MIGRATE_NS_MAX). */
+static int s_ns_list(const route_t *r, char names[][32], int *rfs, char modes[][16])
 {
     const char *p = r->ns_sig;
-    while (*p) {
+    int count = 0;
+    while (*p && count < MIGRATE_NS_MAX) {
         const char *end = strstr(p, "; ");
         size_t n = end ? (size_t) (end - p) : strlen(p);
-        char item[128], ns[KV_NS_MAX + 1], mode[16];
+        char item[128], mode[16];
         unsigned rf;
         snprintf(item, sizeof item, "%.*s", (int) (n < sizeof item ? n : sizeof item - 1), p);
-        if (sscanf(item, "%31s rf=%u %15s", ns, &rf, mode) == 3 && strlen(ns) == len && memcmp(ns, name, len) == 0) {
-            msgpack_pack_map(&r->pk, 4);
-            kv_mp_pack_cstr(&r->pk, "name");
-            kv_mp_pack_cstr(&r->pk, ns);
-            kv_mp_pack_cstr(&r->pk, "rf");
-            msgpack_pack_uint32(&r->pk, rf);
-            kv_mp_pack_cstr(&r->pk, "mode");
-            kv_mp_pack_cstr(&r->pk, mode);
-            kv_mp_pack_cstr(&r->pk, "nodes");
-            msgpack_pack_int(&r->pk, r->base.n);
-            return 0;
+        if (sscanf(item, "%31s rf=%u %15s", names[count], &rf, mode) == 3 && rf >= 1 && rf <= KV_RF_MAX) {
+            rfs[count] = (int) rf;
+            if (modes)
+                snprintf(modes[count], sizeof modes[count], "%s", mode);
+            count++;
         }
         p += n;
         if (*p)
             p += 2;
     }
+    return count;
+}
+
+/* info NAME: a namespace of the cluster, as its nodes declare it (name,
+ * rf, mode, nodes in the table); -1 if the cluster has none by that name. */
+static int s_info_ns(route_t *r, const char *name, uint32_t len)
+{
+    char names[MIGRATE_NS_MAX][32], modes[MIGRATE_NS_MAX][16];
+    int rfs[MIGRATE_NS_MAX], n = s_ns_list(r, names, rfs, modes);
+    for (int i = 0; i < n; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) {
+            msgpack_pack_map(&r->pk, 4);
+            kv_mp_pack_cstr(&r->pk, "name");
+            kv_mp_pack_cstr(&r->pk, names[i]);
+            kv_mp_pack_cstr(&r->pk, "rf");
+            msgpack_pack_uint32(&r->pk, (uint32_t) rfs[i]);
+            kv_mp_pack_cstr(&r->pk, "mode");
+            kv_mp_pack_cstr(&r->pk, modes[i]);
+            kv_mp_pack_cstr(&r->pk, "nodes");
+            msgpack_pack_int(&r->pk, r->base.n);
+            return 0;
+        }
     return -1;
 }
 
@@ -1269,6 +1321,94 @@ static bool s_covers(const route_t *r, const uint64_t *ids, int n)
     return true;
 }
 
+/* Partitions of t whose reference holds no full copy (for rf). */
+static int s_lost(const kv_ptable_t *t, int rf)
+{
+    int n = 0;
+    for (int p = 0; p < KV_PARTITIONS; p++) {
+        kv_pcopies_t c;
+        kv_ptable_copies(t, (uint16_t) p, rf, &c);
+        n += c.lost;
+    }
+    return n;
+}
+
+/* The table membership calls for: each member of the installed table in
+ * its next state, and the nodes that joined, filling (kv_ptable.h):
+ *   ranked   -> gone (not up), leaving (removed), back (it restarted while
+ *               the others went on: it may have missed writes)
+ *   leaving  -> gone (not up), ranked (added again)
+ *   filling  -> out of the table (not up, or removed)
+ *   gone, back -> back (up), gone (not up, or removed)
+ * A member whose copies are still needed keeps its place until the
+ * migrations are done and the table is settled. */
+static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
+{
+    kv_ptable_init(want);
+    for (int i = 0; i < r->base.n; i++) {
+        const kv_pnode_t *m = &r->base.nodes[i];
+        const rnode_t *nd = s_by_id(r, m->id);
+        bool up = nd && nd->state == N_UP, out = nd && (nd->removed || nd->node_removed);
+        int st = m->state;
+        if (m->state == KV_PN_RANKED)
+            st = !up ? KV_PN_GONE : out ? KV_PN_LEAVING : nd->recovering && any_steady ? KV_PN_BACK : KV_PN_RANKED;
+        else if (m->state == KV_PN_LEAVING)
+            st = !up ? KV_PN_GONE : out ? KV_PN_LEAVING : KV_PN_RANKED;
+        else if (m->state == KV_PN_FILLING)
+            st = !up || out ? -1 : KV_PN_FILLING;
+        else
+            st = up && !out ? KV_PN_BACK : KV_PN_GONE;
+        if (st >= 0 && kv_ptable_add(want, m->id, up ? nd->endpoint : m->endpoint) == 0)
+            want->nodes[kv_ptable_find(want, m->id)].state = (uint8_t) st;
+    }
+    for (int i = 0; i < r->n; i++) {
+        const rnode_t *nd = &r->nodes[i];
+        if (nd->state != N_UP || nd->removed || nd->node_removed || kv_ptable_find(&r->base, nd->id) >= 0)
+            continue;
+        if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
+            want->nodes[kv_ptable_find(want, nd->id)].state = r->base.version ? KV_PN_FILLING : KV_PN_RANKED;
+    }
+    /* never let a partition lose its last full copy to a death: if more
+     * than rf-1 of its copies are gone, the dead members that held full
+     * data stay as they were (their partitions unavailable) until they
+     * come back, rather than hand their partitions to members without
+     * the data */
+    int rf = s_min_rf(r);
+    if (!r->base.version || s_lost(want, rf) <= s_lost(&r->base, rf)) {
+        r->lost_ids[0] = '\0';
+        return;
+    }
+    char ids[KV_NODES_MAX * 18 + 1] = "";
+    for (int i = 0; i < want->n; i++) {
+        int at = kv_ptable_find(&r->base, want->nodes[i].id);
+        if (want->nodes[i].state == KV_PN_GONE && at >= 0 && kv_pn_full(r->base.nodes[at].state)) {
+            want->nodes[i].state = r->base.nodes[at].state;
+            size_t l = strlen(ids);
+            snprintf(ids + l, sizeof ids - l, "%s%016" PRIx64, l ? "," : "", want->nodes[i].id);
+        }
+    }
+    if (strcmp(ids, r->lost_ids) != 0) {
+        kv_warn("PARTITIONS WITHOUT A LIVE COPY: more than rf-1 copies of some partitions are down; nodes %s keep "
+                "their places, and their partitions are unavailable until they come back",
+                ids);
+        snprintf(r->lost_ids, sizeof r->lost_ids, "%s", ids);
+    }
+}
+
+/* Start and watch the migrations the installed table needs. */
+static void s_migrations(route_t *r)
+{
+    if (!r->base.version || !r->ns_sig[0])
+        return;
+    if (r->mig_version != r->base.version) {
+        char names[MIGRATE_NS_MAX][32];
+        int rfs[MIGRATE_NS_MAX], n = s_ns_list(r, names, rfs, NULL);
+        migrate_table(r->mig, &r->base, names, rfs, n);
+        r->mig_version = r->base.version;
+    }
+    migrate_tick(r->mig, s_up, r);
+}
+
 static void s_tick(route_t *r)
 {
     uint64_t now = kv_mono_ms(), timeout = (uint64_t) r->cfg.hb_interval_ms * r->cfg.hb_misses;
@@ -1292,6 +1432,7 @@ static void s_tick(route_t *r)
             s_ask_state(r, nd, now); /* it may come back (or be fixed) */
         settling |= nd->state == N_ASKING && now < r->start_ms + 2 * timeout;
     }
+    s_migrations(r);
     if (r->p.active) {
         if (now >= r->p.deadline)
             s_abort(r, r->p.phase == 1 ? "too few nodes granted the prepare in time"
@@ -1320,7 +1461,7 @@ static void s_tick(route_t *r)
     for (int i = 0; i < r->n; i++) {
         const rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
-        if (nd->state != N_UP || nd->removed || nd->node_removed || at < 0 || r->base.nodes[at].filling ||
+        if (nd->state != N_UP || nd->removed || nd->node_removed || at < 0 || !kv_pn_full(r->base.nodes[at].state) ||
             nd->recovering)
             continue;
         if (!any_recovering || nd->seen_ms > first_back + r->cfg.hb_interval_ms)
@@ -1343,7 +1484,7 @@ static void s_tick(route_t *r)
     for (int i = 0; !any_steady && r->base.version && i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
-        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
+        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && kv_pn_full(r->base.nodes[at].state) &&
             nd->recovering && nd->version == r->base.version)
             back[nback++] = nd->id;
     }
@@ -1353,7 +1494,7 @@ static void s_tick(route_t *r)
     for (int i = 0; enough && i < r->n; i++) {
         rnode_t *nd = &r->nodes[i];
         int at = kv_ptable_find(&r->base, nd->id);
-        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && !r->base.nodes[at].filling &&
+        if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && kv_pn_full(r->base.nodes[at].state) &&
             nd->recovering && nd->version == r->base.version) {
             msgpack_sbuffer sb;
             msgpack_packer pk;
@@ -1371,32 +1512,21 @@ static void s_tick(route_t *r)
         kv_warn("every ranked member restarted: resuming the %d back, which hold a copy of every partition "
                 "(table version %u)",
                 nback, r->base.version);
-    for (int i = 0; i < r->n; i++) {
-        rnode_t *nd = &r->nodes[i];
-        if (nd->state != N_UP || nd->removed || nd->node_removed)
-            continue;
-        int at = kv_ptable_find(&r->base, nd->id);
-        bool filling = at >= 0 ? r->base.nodes[at].filling || (nd->recovering && any_steady) : r->base.version > 0;
-        if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
-            want->nodes[kv_ptable_find(want, nd->id)].filling = filling;
-    }
-    /* never drop ranked members if the ranked ones left would miss every
-     * copy of some partition (more than rf-1 lost): they hold that data;
-     * keep them (their partitions unavailable) until they come back,
-     * rather than hand their partitions to members without it */
-    uint64_t ranked[KV_NODES_MAX];
-    int nranked = 0;
-    for (int i = 0; i < want->n; i++)
-        if (!want->nodes[i].filling)
-            ranked[nranked++] = want->nodes[i].id;
-    if (r->base.version && !s_covers(r, ranked, nranked))
-        for (int i = 0; i < r->base.n; i++)
-            if (!r->base.nodes[i].filling && kv_ptable_find(want, r->base.nodes[i].id) < 0)
-                kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
+    s_want(r, want, any_steady);
     bool same = want->n == r->base.n;
     for (int i = 0; same && i < want->n; i++)
-        same = want->nodes[i].id == r->base.nodes[i].id && want->nodes[i].filling == r->base.nodes[i].filling &&
+        same = want->nodes[i].id == r->base.nodes[i].id && want->nodes[i].state == r->base.nodes[i].state &&
                strcmp(want->nodes[i].endpoint, r->base.nodes[i].endpoint) == 0;
+    /* nothing changed, and every fill the table needs is done: settle it
+     * (filling and back members ranked, gone and leaving ones out) */
+    if (same && r->base.version && !kv_ptable_settled(&r->base) && migrate_done(r->mig)) {
+        kv_ptable_init(want);
+        for (int i = 0; i < r->base.n; i++)
+            if (kv_pn_target(r->base.nodes[i].state))
+                kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
+        kv_warn("every migration of table version %u is done: proposing the settled table", r->base.version);
+        same = false;
+    }
     if (!same && want->n > 0) {
         want->version = r->base.version + 1;
         want->cluster = r->base.cluster;
@@ -1420,6 +1550,13 @@ route_t *route_new(const route_config_t *cfg, char *why, size_t whylen)
     }
     r->cfg = *cfg;
     kv_ptable_init(&r->base);
+    migrate_config_t mc = {.kvrepl = r->cfg.kvrepl, .per_node = cfg->migrate_max, .rate = cfg->migrate_rate,
+                           .chunk = 256};
+    if (!(r->mig = migrate_new(&mc))) {
+        snprintf(why, whylen, "out of memory");
+        free(r);
+        return NULL;
+    }
     while (!r->proposer) {
         randombytes_buf(&r->proposer, sizeof r->proposer);
         r->proposer &= INT64_MAX;
@@ -1430,6 +1567,7 @@ route_t *route_new(const route_config_t *cfg, char *why, size_t whylen)
         msgpack_sbuffer_init(&r->fwd[i]);
     if (!(r->rows = calloc(KV_PARTITIONS, sizeof *r->rows)) || !(r->batches = calloc(BATCHES_MAX, sizeof *r->batches))) {
         free(r->rows);
+        migrate_destroy(&r->mig);
         snprintf(why, whylen, "out of memory");
         free(r);
         return NULL;
@@ -1461,6 +1599,7 @@ void route_destroy(route_t **self_p)
     route_t *r = *self_p;
     if (!r)
         return;
+    migrate_destroy(&r->mig);
     for (int i = 0; i < r->n; i++)
         zmq_close(r->nodes[i].sock);
     if (r->sock)

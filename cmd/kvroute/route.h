@@ -27,6 +27,9 @@ typedef struct {
     int n_nodes;
     uint32_t hb_interval_ms; /* heartbeat interval asked of the nodes */
     uint32_t hb_misses;      /* intervals missed before a node is gone */
+    char kvrepl[1024];       /* the kvrepl program that carries out migrations */
+    int migrate_max;         /* migrations at once per node */
+    uint64_t migrate_rate;   /* records per second per migration, 0 = no limit */
 } route_config_t;
 
 /* Bind and contact the nodes.  NULL with a reason. */

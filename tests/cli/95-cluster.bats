@@ -60,7 +60,7 @@ one_table_per_version() {
     wait_until 10 nodes_up "$ROUTER_EP" 3
     kill -KILL "${NODE_PIDS[2]}"
     local t0=$(_kv_now_us)
-    wait_until 5 version_is "$ROUTER_EP" 2
+    wait_until 5 version_past "$ROUTER_EP" 1
     local ms=$((($(_kv_now_us) - t0) / 1000))
     echo "new table after $ms ms" >&3
     [ "$ms" -lt 3000 ]
@@ -162,18 +162,23 @@ while True:
     wait_until 10 nodes_up "$ROUTER_EP" 3
     local id
     id=$(cluster_json "$ROUTER_EP" 'd["nodes"][2]["id"]')
+    kvquery -e "$ROUTER_EP" put test s k1 v=1 >/dev/null
     run kvquery -e "$ROUTER_EP" cluster remove "$id"
     assert_success
     assert_output "{\"removed\":\"$id\"}"
-    wait_until 5 version_is "$ROUTER_EP" 2
-    run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], sum(n["masters"] for n in d["nodes"])'
-    assert_output "['up', 'up', 'removed'] 4096"
-    # back, it is filling: a member without its data masters nothing
+    # it leaves once its partitions are copied to the others: the settled
+    # table has only them, with every partition and every record
+    wait_until 20 settled "$ROUTER_EP" "['up', 'up', 'removed']" 1
+    run cluster_json "$ROUTER_EP" 'd["version"], sum(n["masters"] for n in d["nodes"]), [n["masters"] for n in d["nodes"]][2]'
+    assert_output "3 4096 0"
+    run kvquery -e "$ROUTER_EP" get test s k1
+    assert_success
+    # back, it joins filling, is filled, and masters its share again
     run kvquery -e "$ROUTER_EP" cluster add "${NODES[2]}"
     assert_success
-    wait_until 5 version_is "$ROUTER_EP" 3
-    run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], [n["masters"] for n in d["nodes"]][2], sum(n["masters"] for n in d["nodes"])'
-    assert_output "['up', 'up', 'filling'] 0 4096"
+    wait_until 20 settled "$ROUTER_EP" "['up', 'up', 'up']" 3
+    run cluster_json "$ROUTER_EP" '[n["masters"] > 1000 for n in d["nodes"]], sum(n["masters"] for n in d["nodes"])'
+    assert_output "[True, True, True] 4096"
 }
 
 @test "a node outside its partition's master answers WRONG_NODE with its table version" {
@@ -227,6 +232,7 @@ while True:
     assert_success
     wait_until 5 nodes_up "$a" 2
     wait_until 5 nodes_up "$b" 2
+    wait_until 20 settled "$a" "['up', 'up', 'removed']" 1
     # for 2 s (about 13 heartbeats), neither router puts it back
     local end=$(($(_kv_now_us) + 2000000)) v
     v=$(cluster_json "$a" 'd["version"]')
@@ -234,8 +240,8 @@ while True:
         [ "$(cluster_json "$b" '[n["state"] for n in d["nodes"] if n["id"] == "'"$id"'"][0]')" = removed ]
         [ "$(cluster_json "$a" 'd["version"]')" = "$v" ]
     done
-    # cluster add at the other router brings it back, as a filling member
+    # cluster add at the other router brings it back: filled, then ranked
     run kvquery -e "$b" cluster add "${NODES[2]}"
     assert_success
-    wait_until 5 bash -c "kvquery -e $a info cluster | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [n[\"state\"] for n in d[\"nodes\"] if n[\"id\"] == \"$id\"] == [\"filling\"]'"
+    wait_until 20 bash -c "kvquery -e $a info cluster | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"settled\"] and [n[\"state\"] for n in d[\"nodes\"] if n[\"id\"] == \"$id\"] == [\"up\"]'"
 }

@@ -126,7 +126,7 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
     wait_until 10 bash -c "[ \$(grep -c '^A' $BATS_TEST_TMPDIR/load.log) -ge 5000 ]"
     local killed_ms=$(($(_kv_now_us) / 1000))
     kill -KILL "${NODE_PIDS[2]}"
-    wait_until 5 version_is "$ROUTER_EP" 2
+    wait_until 5 version_past "$ROUTER_EP" 1
     local st=0
     wait "$load" || st=$?
     cat "$BATS_TEST_TMPDIR/load.err" >&3
@@ -140,27 +140,37 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
     assert_output --partial " 0 bad"
 }
 
-@test "a killed node that restarts comes back filling and masters nothing" {
+@test "a killed node that restarts serves nothing until it is filled, then masters its share with every write" {
     start_cluster 3
     local k
     for k in $(seq 1 30); do kvquery -e "$ROUTER_EP" put test s "k$k" v="$k" >/dev/null; done
     kill -KILL "${NODE_PIDS[2]}"
-    wait_until 5 version_is "$ROUTER_EP" 2
+    # the others re-create the copies it held, and the table settles without it
+    wait_until 20 settled "$ROUTER_EP" "['up', 'up', 'gone']" 1
     for k in $(seq 31 60); do kvquery -e "$ROUTER_EP" put test s "k$k" v="$k" >/dev/null; done
+    for k in $(seq 1 10); do kvquery -e "$ROUTER_EP" delete test s "k$k" >/dev/null; done
     # it restarts with its data directory: its table ranks it, so it serves
-    # nothing until the router installs a newer table, which has it filling
+    # nothing until the router installs a newer table
     start_node -d "$BATS_TEST_TMPDIR/n3" -l "${NODES[2]}"
     grep -q 'serves no partition until a router installs a newer table' "$NODE_LOG"
-    run kvquery -e "$ROUTER_EP" cluster add "${NODES[2]}"
-    assert_success
-    wait_until 10 version_is "$ROUTER_EP" 3
-    run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], sum(n["masters"] for n in d["nodes"])'
-    assert_output "['up', 'up', 'filling'] 4096"
-    # it refuses to serve, and every record is served by the others
-    run kvquery -e "${NODES[2]}" get test s k1
+    run kvquery -e "${NODES[2]}" get test s k11
     assert_failure
     assert_output --partial "wrong node"
-    for k in $(seq 1 60); do
+    run kvquery -e "$ROUTER_EP" cluster add "${NODES[2]}"
+    assert_success
+    # it is filled (its stale copies replaced, the deleted records gone) and ranked
+    local v
+    v=$(cluster_json "$ROUTER_EP" 'd["version"]')
+    wait_until 20 settled "$ROUTER_EP" "['up', 'up', 'up']" "$v"
+    run cluster_json "$ROUTER_EP" '[n["masters"] > 1000 for n in d["nodes"]], sum(n["masters"] for n in d["nodes"])'
+    assert_output "[True, True, True] 4096"
+    run kvrepl verify --replicas "$ROUTER_EP" --ns test
+    assert_success
+    for k in $(seq 1 10); do
+        run kvquery -e "$ROUTER_EP" get test s "k$k"
+        assert_failure 1
+    done
+    for k in $(seq 11 60); do
         run kvquery -e "$ROUTER_EP" get test s "k$k"
         assert_success
         assert_output --partial "\"v\":\"$k\""
@@ -168,10 +178,12 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
 }
 
 @test "with filling members: writes are not in doubt; the last ranked member gone leaves its partitions UNAVAILABLE" {
-    # one ranked node (rf=2, so nothing to replicate to), then two join, filling
+    # one ranked node (rf=2, so nothing to replicate to), then two join,
+    # filling; their migrations fail (a kvrepl that always fails), so they
+    # stay filling
     start_node -d "$BATS_TEST_TMPDIR/n1"
     local first=$KV_ENDPOINT first_pid=$NODE_PID
-    start_router --node "$first"
+    start_router --node "$first" --kvrepl /bin/false
     wait_until 10 version_is "$ROUTER_EP" 1
     start_node -d "$BATS_TEST_TMPDIR/n2"
     local second=$KV_ENDPOINT
@@ -180,6 +192,7 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
     kvquery -e "$ROUTER_EP" cluster add "$second" >/dev/null
     kvquery -e "$ROUTER_EP" cluster add "$third" >/dev/null
     wait_until 10 members_are "$ROUTER_EP" "['up', 'filling', 'filling']"
+    wait_until 10 grep -q 'migration FAILED' "$ROUTER_LOG"
     local v
     v=$(cluster_json "$ROUTER_EP" 'd["version"]')
     run cluster_json "$ROUTER_EP" '[n["state"] for n in d["nodes"]], sum(n["masters"] for n in d["nodes"]), sum(n["replicas"] for n in d["nodes"])'
@@ -213,7 +226,7 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
     # a write that waits in the paused master's queue
     kvquery -e "$ROUTER_EP" --timeout 20000 put test s "$mine" v=fromA >"$BATS_TEST_TMPDIR/a.out" 2>&1 3>&- &
     local late=$!
-    wait_until 10 version_is "$ROUTER_EP" 2
+    wait_until 10 version_past "$ROUTER_EP" 1
     run kvquery -e "$ROUTER_EP" put test s "$mine" v=fromB
     assert_success
     kill -CONT "${NODE_PIDS[0]}"
@@ -271,9 +284,10 @@ records_of() { kvquery -e "$1" info test | python3 -c 'import json, sys; print(j
     # the second one back: the two hold every partition, they are resumed
     start_node -d "$BATS_TEST_TMPDIR/n2" -l "${eps[1]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
     wait_until 10 bash -c "grep -q 'resuming the 2 back' $ROUTER_LOG"
-    # the last one comes back filling (the others went on without it)
+    # the last one comes back (the others went on without it), is filled
+    # and ranked again
     start_node -d "$BATS_TEST_TMPDIR/n3" -l "${eps[2]}" --ns test,commit-to-device=true --join "$ROUTER_EP"
-    wait_until 10 members_are "$ROUTER_EP" "['up', 'up', 'filling']"
+    wait_until 20 settled "$ROUTER_EP" "['up', 'up', 'up']"
     for k in $(seq 1 100); do
         run kvquery -e "$ROUTER_EP" get test s "k$k"
         assert_success

@@ -180,15 +180,23 @@ cluster_json() {
 
 # version_is EP V: the router at EP has table version V.
 version_is() { [ "$(cluster_json "$1" 'd["version"]')" = "$2" ]; }
+# version_past EP V: the router at EP has a table version above V.
+version_past() { [ "$(cluster_json "$1" 'd["version"] > '"$2")" = True ]; }
+# settled EP LIST [V]: the router's table is settled (no migration left),
+# its version is above V (default 0), and its nodes' states are LIST (as
+# members_are).
+settled() {
+    [ "$(cluster_json "$1" 'd["settled"] and d["migrations"]["active"] == 0 and d["version"] > '"${3:-0}"' and str([n["state"] for n in d["nodes"]]) == "'"$2"'"')" = True ]
+}
 
 # nodes_up EP N: N nodes up and in the table at EP.
 nodes_up() {
     [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] == "up" and n["masters"] > 0)')" = "$2" ]
 }
 
-# members EP N: N nodes up or filling (in the table) at EP.
+# members EP N: N nodes up, filling or back (in the table) at EP.
 members() {
-    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] in ("up", "filling"))')" = "$2" ]
+    [ "$(cluster_json "$1" 'sum(1 for n in d["nodes"] if n["state"] in ("up", "filling", "back"))')" = "$2" ]
 }
 
 # start_nodes N [args]: N nodes with data directories (n1, n2, ... of the
