@@ -250,6 +250,22 @@ static int s_rf(kr_end_t *r, const char *ns, int timeout_ms, char *why, size_t w
     return (int) (rf < 1 ? -1 : rf > KV_RF_MAX ? KV_RF_MAX : rf);
 }
 
+/* The copies of partition p that hold full data (kv_ptable_copies):
+ * node indexes into out, the master first; how many (0: no master). */
+static int s_full_copies(const kv_ptable_t *t, int p, int rf, int *out)
+{
+    kv_pcopies_t c;
+    kv_ptable_copies(t, (uint16_t) p, rf, &c);
+    if (c.master < 0)
+        return 0;
+    int n = 0;
+    out[n++] = c.master;
+    for (int k = 0; k < c.n; k++)
+        if (c.full[k] && c.nodes[k] != c.master)
+            out[n++] = c.nodes[k];
+    return n;
+}
+
 /* Compare each listed partition's master with its replicas; print and
  * list in diff those that differ (with repair, send the newer copies).
  * The number of replica copies compared, or -1 if a repair failed. */
@@ -257,12 +273,12 @@ static int64_t s_replica_diffs(verify_t *v, const kv_ptable_t *t, int rf, side_t
                                bool repair, const char *when, kr_plist_t *diff)
 {
     int64_t copies = 0;
-    int row[KV_RF_MAX];
+    int row[2 * KV_RF_MAX];
     memset(diff, 0, sizeof *diff);
     for (int p = 0; p < KV_PARTITIONS; p++) {
         if (!pl->in[p])
             continue;
-        int n = kv_ptable_row(t, (uint16_t) p, row, rf);
+        int n = s_full_copies(t, p, rf, row);
         for (int k = 1; k < n; k++) {
             copies++;
             if (s_same(&sd[row[0]], &sd[row[k]], p))
@@ -320,11 +336,11 @@ static int s_verify_replicas(verify_t *v)
     if (router.kind != KR_ROUTER || t->version == 0 || rf < 0)
         goto out;
     /* the nodes that hold a copy of a listed partition, each scanned once */
-    int row[KV_RF_MAX];
+    int row[2 * KV_RF_MAX];
     bool holds[KV_NODES_MAX] = {false};
     for (int p = 0; p < KV_PARTITIONS; p++)
         if (o->parts.in[p])
-            for (int k = 0, n = kv_ptable_row(t, (uint16_t) p, row, rf); k < n; k++)
+            for (int k = 0, n = s_full_copies(t, p, rf, row); k < n; k++)
                 holds[row[k]] = true;
     for (int i = 0; i < t->n; i++) {
         char label[64];
