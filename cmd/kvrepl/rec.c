@@ -104,7 +104,9 @@ bad:
     case F_LUT: snprintf(why, whylen, "field 'lut' is not a time in milliseconds"); break;
     case F_VOID: snprintf(why, whylen, "field 'void' is not a time in seconds (0 to 4294967295)"); break;
     case F_SET: snprintf(why, whylen, "field 'set' is not a set name (up to %d bytes, no NUL)", KV_SET_MAX); break;
-    case F_KEY: snprintf(why, whylen, "field 'key' is not an integer, or a string or bytes of up to %d bytes", KV_KEY_MAX); break;
+    case F_KEY:
+        snprintf(why, whylen, "field 'key' is not an integer, or a string or bytes of up to %d bytes", KV_KEY_MAX);
+        break;
     default: snprintf(why, whylen, "field 'bins' is not a valid map of bins"); break;
     }
     return -1;
@@ -169,7 +171,8 @@ int kr_rec_parse(kr_rec_t *rec, const uint8_t *map, size_t len, unsigned need, c
         kv_key_t k;
         uint8_t d[KV_DIGEST_SIZE];
         s_key(rec->key, rec->key_len, &k);
-        if (kv_digest(rec->set ? rec->set : "", rec->set_len, &k, d) != 0 || memcmp(d, rec->digest, KV_DIGEST_SIZE) != 0) {
+        if (kv_digest(rec->set ? rec->set : "", rec->set_len, &k, d) != 0
+            || memcmp(d, rec->digest, KV_DIGEST_SIZE) != 0) {
             snprintf(why, whylen, "the set and key do not give the digest");
             return -1;
         }

@@ -27,6 +27,8 @@ typedef struct {
     const char *ns;
     side_t *a, *b;   /* the pair being repaired */
     bool refused;
+    kr_progress_t pg;
+    uint64_t read;   /* records read, for the progress line */
 } verify_t;
 
 static int s_side_open(side_t *s, const char *endpoint, const char *label, int timeout_ms, kv_ptable_t *t, char *why,
@@ -57,8 +59,10 @@ static void s_side_close(side_t *s)
 }
 
 /* Count and hash the live records of the listed partitions of s. */
-static int s_side_stats(side_t *s, const char *ns, const kr_plist_t *pl, int timeout_ms, char *why, size_t whylen)
+static int s_side_stats(verify_t *v, side_t *s, const kr_plist_t *pl, char *why, size_t whylen)
 {
+    const char *ns = v->ns;
+    int timeout_ms = v->o->timeout_ms;
     int from = 0, to;
     while (kr_plist_next(pl, &from, &to)) {
         memset(s->count + from, 0, (size_t) (to - from) * sizeof *s->count);
@@ -72,6 +76,10 @@ static int s_side_stats(side_t *s, const char *ns, const kr_plist_t *pl, int tim
             uint16_t p = kv_partition(rec.digest);
             s->count[p]++;
             s->hash[p] += kr_rec_hash(&rec);
+            v->read++;
+            if (kr_progress_due(&v->pg))
+                fprintf(stderr, "\rkvrepl: verify: %s: partition %d, %llu records read (%.0f records/s)", s->label, p,
+                        (unsigned long long) v->read, (double) v->read / kr_progress_secs(&v->pg));
         }
         if (got < 0)
             snprintf(why, whylen, "%s %s: %s", s->label, s->e.endpoint, kr_scan_error(sc));
@@ -169,12 +177,10 @@ static int s_verify_two(verify_t *v)
     char why[1024];
     int rc = KR_EXIT_ERROR;
     kr_plist_t *diff = calloc(1, sizeof *diff);
-    kr_progress_t pg;
-    kr_progress_init(&pg);
     if (!diff || s_side_open(&sd[0], o->args[0], "A", o->timeout_ms, NULL, why, sizeof why) != 0
         || s_side_open(&sd[1], o->args[1], "B", o->timeout_ms, NULL, why, sizeof why) != 0
-        || s_side_stats(&sd[0], v->ns, &o->parts, o->timeout_ms, why, sizeof why) != 0
-        || s_side_stats(&sd[1], v->ns, &o->parts, o->timeout_ms, why, sizeof why) != 0) {
+        || s_side_stats(v, &sd[0], &o->parts, why, sizeof why) != 0
+        || s_side_stats(v, &sd[1], &o->parts, why, sizeof why) != 0) {
         kv_warn("verify: %s", diff ? why : "out of memory");
         goto out;
     }
@@ -190,9 +196,10 @@ static int s_verify_two(verify_t *v)
         diff->in[p] = true;
         diff->count++;
     }
-    fprintf(stderr, "kvrepl: verify: %d partitions compared, %d differ (A %s: %llu records, B %s: %llu records) in %.3f s\n",
-            o->parts.count, diff->count, o->args[0], (unsigned long long) ra, o->args[1], (unsigned long long) rb,
-            kr_progress_secs(&pg));
+    fprintf(stderr,
+            "%skvrepl: verify: %d partitions compared, %d differ (A %s: %llu records, B %s: %llu records) in %.3f s\n",
+            kr_progress_cr(&v->pg), o->parts.count, diff->count, o->args[0], (unsigned long long) ra, o->args[1],
+            (unsigned long long) rb, kr_progress_secs(&v->pg));
     rc = diff->count ? KR_EXIT_DIFFER : KR_EXIT_OK;
     if (!o->repair || !diff->count)
         goto out;
@@ -203,8 +210,8 @@ static int s_verify_two(verify_t *v)
     if (s_drain(&sd[0]) != 0 || s_drain(&sd[1]) != 0 || v->refused)
         goto out;
     /* compare the repaired partitions again */
-    if (s_side_stats(&sd[0], v->ns, diff, o->timeout_ms, why, sizeof why) != 0
-        || s_side_stats(&sd[1], v->ns, diff, o->timeout_ms, why, sizeof why) != 0) {
+    if (s_side_stats(v, &sd[0], diff, why, sizeof why) != 0
+        || s_side_stats(v, &sd[1], diff, why, sizeof why) != 0) {
         kv_warn("verify: %s", why);
         goto out;
     }
@@ -299,7 +306,7 @@ static int s_nodes_stats(verify_t *v, const kv_ptable_t *t, side_t *sd, const kr
 {
     char why[1024];
     for (int i = 0; i < t->n; i++)
-        if (sd[i].open && s_side_stats(&sd[i], v->ns, pl, v->o->timeout_ms, why, sizeof why) != 0) {
+        if (sd[i].open && s_side_stats(v, &sd[i], pl, why, sizeof why) != 0) {
             kv_warn("verify: node %s", why);
             return -1;
         }
@@ -316,8 +323,6 @@ static int s_verify_replicas(verify_t *v)
     side_t *sd = calloc(KV_NODES_MAX, sizeof *sd);
     kr_plist_t *diff = malloc(sizeof *diff), *again = malloc(sizeof *again);
     int rc = KR_EXIT_ERROR, rf = -1;
-    kr_progress_t pg;
-    kr_progress_init(&pg);
     if (!t || !sd || !diff || !again) {
         kv_warn("verify: out of memory");
         goto out;
@@ -358,9 +363,11 @@ static int s_verify_replicas(verify_t *v)
     for (int i = 0; i < t->n; i++)
         if (sd[i].open && s_drain(&sd[i]) != 0)
             goto out;
-    fprintf(stderr, "kvrepl: verify: %d partitions of table version %u (rf %d): %lld replica copies compared, %d "
-            "partitions differ, in %.3f s\n", o->parts.count, t->version, rf, (long long) copies, diff->count,
-            kr_progress_secs(&pg));
+    fprintf(stderr,
+            "%skvrepl: verify: %d partitions of table version %u (rf %d): %lld replica copies compared, %d partitions "
+            "differ, in %.3f s\n",
+            kr_progress_cr(&v->pg), o->parts.count, t->version, rf, (long long) copies, diff->count,
+            kr_progress_secs(&v->pg));
     rc = diff->count ? KR_EXIT_DIFFER : KR_EXIT_OK;
     if (!o->repair || !diff->count)
         goto out;
@@ -383,5 +390,6 @@ out:
 int kr_cmd_verify(kr_opts_t *o)
 {
     verify_t v = {.o = o, .ns = o->ns ? o->ns : KR_DEFAULT_NS};
+    kr_progress_init(&v.pg);
     return o->replicas ? s_verify_replicas(&v) : s_verify_two(&v);
 }
