@@ -12,8 +12,9 @@ typedef struct {
     const char *unit; /* "record" (binary) or "line" (JSON Lines) */
 } load_t;
 
-/* A merge the node refused: say which record, and go on. */
-static void s_fail(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail)
+/* An answer: a merge the node refused is reported with its record, and
+ * the load goes on. */
+static void s_answer(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail)
 {
     if (status == KV_OK)
         return;
@@ -156,7 +157,7 @@ int kr_cmd_load(kr_opts_t *o)
     load_t l = {.unit = o->format == KR_FMT_JSONL ? "line" : "record"};
     kr_sink_t *sink = NULL;
     if (kr_end_open(&e, o->to, "--to", o->timeout_ms, NULL, why, sizeof why) != 0
-        || !(sink = kr_end_sink(&e, o->in_flight, o->timeout_ms, s_fail, &l, why, sizeof why))) {
+        || !(sink = kr_end_sink(&e, o->in_flight, o->timeout_ms, s_answer, &l, why, sizeof why))) {
         kv_warn("load: %s", why);
         kr_end_close(&e);
         return KR_EXIT_ERROR;

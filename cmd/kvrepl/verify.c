@@ -102,7 +102,9 @@ static void s_print_diff(const side_t *a, const side_t *b, int p, const char *ro
            b->label, b->count[p]);
 }
 
-static void s_fail(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail)
+/* An answer to a repair's merge: a refusal is reported, and fails the
+ * repair. */
+static void s_answer(void *arg, uint64_t tag, const uint8_t *digest, int status, const char *detail)
 {
     if (status == KV_OK)
         return;
@@ -118,7 +120,7 @@ static void s_fail(void *arg, uint64_t tag, const uint8_t *digest, int status, c
 static int s_send(verify_t *v, side_t *to, const kr_rec_t *rec)
 {
     char why[512];
-    kr_sink_t *sink = kr_end_sink(&to->e, WINDOW, v->o->timeout_ms, s_fail, v, why, sizeof why);
+    kr_sink_t *sink = kr_end_sink(&to->e, WINDOW, v->o->timeout_ms, s_answer, v, why, sizeof why);
     if (!sink) {
         kv_warn("verify: %s", why);
         return -1;
