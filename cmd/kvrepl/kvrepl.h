@@ -4,9 +4,11 @@
  *   rec.c      a record copy (record or tombstone): parsing a record map,
  *              which copy is newer, the merge and drop requests
  *   stream.c   the binary record stream: writer and checking reader
- *   scan.c     raw scans of one endpoint, page by page, in digest order
+ *   scan.c     raw scans of one endpoint, page by page; merge-joins of two
  *   sink.c     merge requests to one endpoint, pipelined, bounded in flight
- *   args.c     partition lists, and the knowledge of what an endpoint is
+ *   endpoint.c what is at an endpoint, and its connections, scans, merges
+ *   plist.c    partition lists
+ *   progress.c progress lines and the clock of the summaries
  *   dump.c load.c verify.c migrate.c   the subcommands
  *   main.c     options and the command table */
 #ifndef KVREPL_H
@@ -209,7 +211,7 @@ const kr_sink_stats_t *kr_sink_stats(const kr_sink_t *s);
 const char *kr_sink_error(const kr_sink_t *s);
 int kr_sink_inflight(const kr_sink_t *s);
 
-/* ---- args.c --------------------------------------------------------- */
+/* ---- plist.c -------------------------------------------------------- */
 
 /* A set of partitions. */
 typedef struct {
@@ -225,6 +227,10 @@ void kr_plist_all(kr_plist_t *pl);
 bool kr_plist_next(const kr_plist_t *pl, int *from, int *to);
 /* The list in canonical form ("0-1023,2000") into out. */
 void kr_plist_format(const kr_plist_t *pl, char *out, size_t len);
+
+void kr_plist_test(bool verbose);
+
+/* ---- endpoint.c ------------------------------------------------------ */
 
 /* What is at an endpoint. */
 enum { KR_NODE = 1, KR_ROUTER = 2 };
@@ -261,6 +267,8 @@ kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, 
  * router (a page stops at each change of master), a few on a node. */
 int kr_end_streams(const kr_end_t *e);
 
+/* ---- progress.c ------------------------------------------------------ */
+
 /* Progress on stderr, at most once a second, when it is a terminal. */
 typedef struct {
     bool tty;
@@ -272,8 +280,6 @@ bool kr_progress_due(kr_progress_t *p);
 double kr_progress_secs(const kr_progress_t *p);
 /* "\r" before the summary when a progress line may be on the terminal. */
 const char *kr_progress_cr(const kr_progress_t *p);
-
-void kr_args_test(bool verbose);
 
 /* ---- the subcommands -------------------------------------------------- */
 
