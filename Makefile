@@ -122,17 +122,22 @@ demo: deps
 	$(MAKE) all
 	examples/demo.sh
 
-# libFuzzer target for the request decoder; FUZZ_SECONDS bounds the run.
+# libFuzzer targets for the request decoder and for kvrepl's stream
+# reader; FUZZ_SECONDS bounds each run.
 FUZZ_SECONDS ?= 60
+FUZZ_CC = clang -g -O1 -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" -Icommon \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS))
 fuzz: deps
 	$(call install_missing,$(FUZZ_DEB_PKGS))
-	@mkdir -p build/fuzz/corpus
-	clang -g -O1 -std=c11 -D_GNU_SOURCE -DKV_VERSION=\"$(VERSION)\" -Icommon \
-		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(shell pkg-config --cflags $(PKGS)) \
-		-o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) \
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_stream
+	$(FUZZ_CC) -o build/fuzz/fuzz_request tests/fuzz/fuzz_request.c $(COMMON_SRC) \
 		$(filter-out cmd/kvnode/main.c,$(wildcard cmd/kvnode/*.c)) $(LIBS)
 	build/fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 		build/fuzz/corpus tests/fuzz/seeds
+	$(FUZZ_CC) -o build/fuzz/fuzz_stream tests/fuzz/fuzz_stream.c $(COMMON_SRC) \
+		$(filter-out cmd/kvrepl/main.c,$(wildcard cmd/kvrepl/*.c)) $(LIBS)
+	build/fuzz/fuzz_stream -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		build/fuzz/corpus_stream tests/fuzz/seeds_stream
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
