@@ -15,7 +15,7 @@ migrated records and bytes are kvroute's own count (its log lines
 import json, os, re, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import bench_args, process_group, wait_file  # noqa: E402
+from compare import bench_args, preload, process_group, start_kv_cluster  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin")
@@ -27,32 +27,9 @@ def info(route):
 
 
 def one_run(args, srv, cli, tmp, procs):
-    eps = []
-    for i in range(4):
-        ready = os.path.join(tmp, f"n{i}.ready")
-        p = subprocess.Popen(srv + [os.path.join(BIN, "kvnode"), "-l", "tcp://127.0.0.1:*", "--ns",
-                                    "test,rf=2,memory=8G", "--ready-file", ready],
-                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"n{i}.log"), "w"))
-        procs.append(p)
-        eps.append(wait_file(ready, p, f"kvnode {i}"))
-    rready, rlog = os.path.join(tmp, "r.ready"), os.path.join(tmp, "r.log")
-    r = subprocess.Popen(srv + [os.path.join(BIN, "kvroute"), "-l", "tcp://127.0.0.1:*", "--ready-file", rready]
-                         + sum((["--node", e] for e in eps[:3]), []),
-                         stdout=subprocess.DEVNULL, stderr=open(rlog, "w"))
-    procs.append(r)
-    route = wait_file(rready, r, "kvroute")
-    for _ in range(200):
-        d = info(route)
-        if d and d["version"] >= 1:
-            break
-        time.sleep(0.05)
-    else:
-        sys.exit("rebalance: no partition table")
-    time.sleep(0.5)  # every node installs it
-    print(f"# preloading {args.keys} keys", file=sys.stderr)
-    subprocess.run(cli + [os.path.join(BIN, "kvbench"), "-e", route, "--direct", "-w", "insert", "-k",
-                          str(args.keys), "-c", "20", "-p", "16", "-d", "600", "--json"], check=True,
-                   stdout=subprocess.DEVNULL)
+    eps, route = start_kv_cluster(srv, tmp, procs, 4, 3)
+    rlog = os.path.join(tmp, "r.log")
+    preload(cli, route, args.keys)
     v = info(route)["version"]
     t0 = time.monotonic()
     subprocess.run([os.path.join(BIN, "kvquery"), "-e", route, "cluster", "add", eps[3]], check=True,
