@@ -118,6 +118,12 @@ bench-cluster: deps
 	$(MAKE) all build/tests/redis_wait
 	tests/bench/cluster.py $(BENCH_ARGS)
 
+# the time to rebalance a 3-node rf=2 cluster after a 4th node joins, and
+# the migration rate (records/s, MB/s)
+bench-rebalance: deps
+	$(MAKE) all
+	tests/bench/rebalance.py $(BENCH_ARGS)
+
 demo: deps
 	$(MAKE) all
 	examples/demo.sh
@@ -153,4 +159,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test fault demo bench bench-storage bench-cluster fuzz install uninstall clean
+.PHONY: all deps test fault demo bench bench-storage bench-cluster bench-rebalance fuzz install uninstall clean

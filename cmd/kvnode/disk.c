@@ -790,24 +790,37 @@ static void s_make_gone(disk_t *d, ient_t *e)
     d->ns->tombstones++;
 }
 
+/* Forget a live record: its bytes stop counting and its entry goes, with
+ * no gone entry (defragmentation would write that forward as a tombstone,
+ * which could later delete a live copy elsewhere).  An older copy left in
+ * the file comes back at a restart. */
 int disk_drop(disk_t *d, const uint8_t *digest)
 {
     uint32_t h = s_lookup(d, digest);
     if (!h || s_ent(d, h)->state != E_LIVE)
         return 0;
-    s_make_gone(d, s_ent(d, h));
+    s_dec_live(d, s_loc(s_ent(d, h)));
+    d->ns->records--;
+    s_erase(d, digest);
     return 1;
 }
 
 uint32_t disk_drop_partition(disk_t *d, uint32_t pid)
 {
     dpart_t *p = &d->parts[pid];
-    uint32_t n = 0;
+    uint32_t n = 0, k = 0;
+    if (!p->count)
+        return 0;
+    /* erasing moves entries (backward shift): collect first */
+    uint8_t (*dg)[KV_DIGEST_SIZE] = malloc(p->count * sizeof *dg);
+    if (!dg)
+        return 0;
     for (uint32_t i = 0; i < p->cap; i++)
-        if (p->slots[i] && s_ent(d, p->slots[i])->state == E_LIVE) {
-            s_make_gone(d, s_ent(d, p->slots[i]));
-            n++;
-        }
+        if (p->slots[i] && s_ent(d, p->slots[i])->state == E_LIVE)
+            memcpy(dg[k++], s_ent(d, p->slots[i])->digest, KV_DIGEST_SIZE);
+    for (uint32_t i = 0; i < k; i++)
+        n += (uint32_t) disk_drop(d, dg[i]);
+    free(dg);
     return n;
 }
 

@@ -65,10 +65,11 @@ uint32_t disk_scan_partition(disk_t *d, uint32_t pid, const uint8_t *after, uint
  * tombstone, else 0. */
 int disk_tomb(const disk_t *d, const uint8_t *digest, uint32_t *gen, uint64_t *lut);
 /* Forget the live record of digest without writing a tombstone (its
- * entry becomes gone, as an expired record's does).  1 if there was one. */
+ * index entry goes; an older copy in the file comes back at a restart).
+ * 1 if there was one. */
 int disk_drop(disk_t *d, const uint8_t *digest);
-/* Forget every live record of partition pid (their entries become gone).
- * Returns the count. */
+/* Forget every live record of partition pid (as disk_drop).  Returns the
+ * count. */
 uint32_t disk_drop_partition(disk_t *d, uint32_t pid);
 /* Mark expired records in the next `parts` partitions as gone. */
 uint32_t disk_sweep(disk_t *d, uint32_t now, uint32_t parts);

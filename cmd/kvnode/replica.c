@@ -89,7 +89,11 @@ static void s_finish(replica_t *p, slot_t *sl)
 int replica_admit(server_t *s, const kv_ns_t *ns, const uint8_t *digest)
 {
     replica_t *p = s->replica;
-    if (ns->cfg.rf < 2 || cluster_table(s->cluster)->version == 0)
+    if (cluster_table(s->cluster)->version == 0)
+        return KV_OK;
+    /* rf 1 has other copies too while its partition is being filled */
+    const kv_pcopies_t *cp = cluster_copies(s->cluster, kv_partition(digest), (int) ns->cfg.rf);
+    if (!cp || cp->n < 2)
         return KV_OK;
     if (p->next - p->done > REPLICA_INFLIGHT - 1)
         return srv_fail(s, KV_ERR_KEY_BUSY, "%d replica writes are in flight; try again", REPLICA_INFLIGHT);
@@ -142,10 +146,12 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
 {
     replica_t *p = s->replica;
     const kv_ptable_t *t = cluster_table(s->cluster);
-    if (ns->cfg.rf < 2 || t->version == 0)
+    if (t->version == 0)
         return;
     uint16_t pid = kv_partition(digest);
     const kv_pcopies_t *cp = cluster_copies(s->cluster, pid, (int) ns->cfg.rf);
+    if (!cp || cp->n < 2) /* no other copy (rf 1, and its partition not being filled) */
+        return;
     /* the request: header, then {"ns": name, "rec": image} or {"ns": name, "del": [gen, lut]} */
     msgpack_sbuffer sb;
     msgpack_packer pk;

@@ -32,6 +32,7 @@ struct server {
     uint64_t ops[KV_OP_MAX_];
     uint64_t errors[256];
     uint64_t bad_frames;
+    uint64_t dropped, dropped_log_ms; /* records of partitions no longer held, not yet logged; when last logged */
     msgpack_packer pk;           /* packs reply bodies in place, into out */
     char why[512];
     bool defer;                  /* the request wrote to a commit-to-device namespace: */

@@ -10,6 +10,7 @@
 #include "kv_mp.h"
 #include "kv_util.h"
 #include <assert.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -195,15 +196,18 @@ static void s_drop_unheld(server_t *s, kv_ns_t *ns, uint32_t parts)
     const kv_ptable_t *t = cluster_table(s->cluster);
     if (t->version == 0 || !kv_ptable_settled(t))
         return;
-    uint32_t dropped = 0;
     for (uint32_t k = 0; k < parts; k++) {
         uint32_t pid = (ns->sweep_pid + k) % KV_PARTITIONS;
         if (!cluster_holds(s->cluster, (uint16_t) pid, (int) ns->cfg.rf))
-            dropped += store_drop_partition(ns, pid);
+            s->dropped += store_drop_partition(ns, pid);
     }
-    if (dropped)
-        kv_warn("namespace '%s': dropped %u records of partitions this node no longer holds (table version %u)",
-                ns->cfg.name, dropped, t->version);
+    uint64_t now = kv_mono_ms();
+    if (s->dropped && now >= s->dropped_log_ms + 5000) { /* one line per 5 s at most */
+        kv_warn("dropped %" PRIu64 " records of partitions this node no longer holds (table version %u)", s->dropped,
+                t->version);
+        s->dropped = 0;
+        s->dropped_log_ms = now;
+    }
 }
 
 /* ---- dispatch --------------------------------------------------------- */

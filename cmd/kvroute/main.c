@@ -195,7 +195,7 @@ int main(int argc, char **argv)
     }
     if (sodium_init() < 0)
         kv_die(1, "cannot initialise libsodium");
-    if (access(cfg.kvrepl, X_OK) != 0)
+    if (strchr(cfg.kvrepl, '/') && access(cfg.kvrepl, X_OK) != 0) /* a bare name is looked up in PATH */
         kv_warn("%s: %s: migrations cannot run until it is there (--kvrepl)", cfg.kvrepl, strerror(errno));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -264,7 +264,8 @@ static void s_finished(migrate_t *m, job_t *j, int status)
             m->st.done += ok;
         }
     }
-    m->st.records += records;
+    if (ok)
+        m->st.records += records;
     if (ok)
         kv_warn("migration done (pid %d): namespace '%s', %d partitions from %016" PRIx64 " to %016" PRIx64
                 " in %.2f s: %" PRIu64 " records, %.1f MB (%.0f records/s, %.1f MB/s)",
@@ -314,9 +315,10 @@ void migrate_tick(migrate_t *m, bool (*up)(void *arg, uint64_t id), void *arg)
             if (g->state == F_TODO && g->retry_ms <= now && g->ns == f->ns && g->src == f->src && g->dst == f->dst)
                 j->pids[j->n++] = g->pid;
         }
-        if (!s_start(m, j)) {
+        if (!s_start(m, j)) { /* the whole chunk waits, so a missing kvrepl is one warning a second */
+            for (int k = 0; k < j->n; k++)
+                s_find(m->fills, m->n_fills, j->ns, j->pids[k], j->dst)->retry_ms = now + RETRY_MS;
             s_job_free(j);
-            f->retry_ms = now + RETRY_MS;
             continue;
         }
         for (int k = 0; k < j->n; k++)

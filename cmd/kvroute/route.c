@@ -649,7 +649,7 @@ static void s_info_cluster(route_t *r)
             (c.nodes[k] == c.master ? masters : c.full[k] ? replicas : filling)[c.nodes[k]]++;
             live |= c.full[k] && s_up(r, t->nodes[c.nodes[k]].id);
         }
-        unavailable += !live;
+        unavailable += !live || c.lost;
     }
     migrate_stats_t ms;
     migrate_stats(r->mig, &ms);
@@ -1321,6 +1321,21 @@ static bool s_covers(const route_t *r, const uint64_t *ids, int n)
     return true;
 }
 
+/* Tell a restarted member of the installed table to serve again: it holds
+ * the data the table says. */
+static void s_resume(route_t *r, rnode_t *nd, uint64_t now)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    s_body(&sb, &pk, "resume", 1);
+    kv_mp_pack_cstr(&pk, "version");
+    msgpack_pack_uint32(&pk, r->base.version);
+    s_send(r, nd, s_reqid(r, K_STATE), &sb);
+    msgpack_sbuffer_destroy(&sb);
+    nd->recovering = false;
+    nd->resume_ms = now;
+}
+
 /* Partitions of t whose reference holds no full copy (for rf). */
 static int s_lost(const kv_ptable_t *t, int rf)
 {
@@ -1368,11 +1383,13 @@ static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
         if (kv_ptable_add(want, nd->id, nd->endpoint) == 0)
             want->nodes[kv_ptable_find(want, nd->id)].state = r->base.version ? KV_PN_FILLING : KV_PN_RANKED;
     }
-    /* never let a partition lose its last full copy to a death: if more
-     * than rf-1 of its copies are gone, the dead members that held full
-     * data stay as they were (their partitions unavailable) until they
-     * come back, rather than hand their partitions to members without
-     * the data */
+    /* never let a partition lose its last full copy: if more than rf-1 of
+     * its copies died or restarted, the members that held full data stay
+     * as they were rather than hand their partitions to members without
+     * the data; a dead one's partitions are unavailable until it comes
+     * back, and a restarted one is resumed: its copy is the best there is
+     * (the others it shares partitions with can only have taken writes
+     * that were in doubt while it was away) */
     int rf = s_min_rf(r);
     if (!r->base.version || s_lost(want, rf) <= s_lost(&r->base, rf)) {
         r->lost_ids[0] = '\0';
@@ -1381,8 +1398,11 @@ static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
     char ids[KV_NODES_MAX * 18 + 1] = "";
     for (int i = 0; i < want->n; i++) {
         int at = kv_ptable_find(&r->base, want->nodes[i].id);
-        if (want->nodes[i].state == KV_PN_GONE && at >= 0 && kv_pn_full(r->base.nodes[at].state)) {
+        if (!kv_pn_full(want->nodes[i].state) && at >= 0 && kv_pn_full(r->base.nodes[at].state)) {
+            rnode_t *nd = s_by_id(r, want->nodes[i].id);
             want->nodes[i].state = r->base.nodes[at].state;
+            if (nd && nd->state == N_UP && nd->recovering && nd->version == r->base.version)
+                s_resume(r, nd, kv_mono_ms());
             size_t l = strlen(ids);
             snprintf(ids + l, sizeof ids - l, "%s%016" PRIx64, l ? "," : "", want->nodes[i].id);
         }
@@ -1393,6 +1413,16 @@ static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
                 ids);
         snprintf(r->lost_ids, sizeof r->lost_ids, "%s", ids);
     }
+}
+
+/* May node id take part in a migration of the installed table: it is up,
+ * and it has installed the table (a master on an older one would not
+ * send its writes to the member being filled)? */
+static bool s_ready(void *arg, uint64_t id)
+{
+    const route_t *r = arg;
+    const rnode_t *nd = s_by_id((route_t *) r, id);
+    return nd && nd->state == N_UP && nd->version >= r->base.version;
 }
 
 /* Start and watch the migrations the installed table needs. */
@@ -1406,7 +1436,7 @@ static void s_migrations(route_t *r)
         migrate_table(r->mig, &r->base, names, rfs, n);
         r->mig_version = r->base.version;
     }
-    migrate_tick(r->mig, s_up, r);
+    migrate_tick(r->mig, s_ready, r);
 }
 
 static void s_tick(route_t *r)
@@ -1496,15 +1526,7 @@ static void s_tick(route_t *r)
         int at = kv_ptable_find(&r->base, nd->id);
         if (nd->state == N_UP && !nd->removed && !nd->node_removed && at >= 0 && kv_pn_full(r->base.nodes[at].state) &&
             nd->recovering && nd->version == r->base.version) {
-            msgpack_sbuffer sb;
-            msgpack_packer pk;
-            s_body(&sb, &pk, "resume", 1);
-            kv_mp_pack_cstr(&pk, "version");
-            msgpack_pack_uint32(&pk, r->base.version);
-            s_send(r, nd, s_reqid(r, K_STATE), &sb);
-            msgpack_sbuffer_destroy(&sb);
-            nd->recovering = false;
-            nd->resume_ms = now;
+            s_resume(r, nd, now);
             cold = true;
         }
     }
@@ -1519,13 +1541,16 @@ static void s_tick(route_t *r)
                strcmp(want->nodes[i].endpoint, r->base.nodes[i].endpoint) == 0;
     /* nothing changed, and every fill the table needs is done: settle it
      * (filling and back members ranked, gone and leaving ones out) */
-    if (same && r->base.version && !kv_ptable_settled(&r->base) && migrate_done(r->mig)) {
+    if (same && r->base.version && !kv_ptable_settled(&r->base) && r->mig_version == r->base.version &&
+        migrate_done(r->mig)) {
         kv_ptable_init(want);
         for (int i = 0; i < r->base.n; i++)
             if (kv_pn_target(r->base.nodes[i].state))
                 kv_ptable_add(want, r->base.nodes[i].id, r->base.nodes[i].endpoint);
-        kv_warn("every migration of table version %u is done: proposing the settled table", r->base.version);
-        same = false;
+        if (want->n > 0) { /* else every member is leaving or gone: there is nowhere to settle */
+            kv_warn("every migration of table version %u is done: proposing the settled table", r->base.version);
+            same = false;
+        }
     }
     if (!same && want->n > 0) {
         want->version = r->base.version + 1;

@@ -13,7 +13,7 @@ each partition's master).  Same keys, 100-byte values, the shapes 50x1 and
 import json, os, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import bench_args, free_port, process_group, wait_file  # noqa: E402
+from compare import bench_args, free_port, preload, process_group, start_kv_cluster  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "bin")
@@ -38,32 +38,8 @@ def main():
         else:
             sys.exit("cluster: the Redis replica did not connect")
         # three kvnodes (in-memory namespace, rf=2) and a router
-        eps = []
-        for i in range(3):
-            ready = os.path.join(tmp, f"n{i}.ready")
-            p = subprocess.Popen(srv + [os.path.join(BIN, "kvnode"), "-l", "tcp://127.0.0.1:*", "--ns",
-                                        "test,rf=2,memory=8G", "--ready-file", ready],
-                                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"n{i}.log"), "w"))
-            procs.append(p)
-            eps.append(wait_file(ready, p, f"kvnode {i}"))
-        rready = os.path.join(tmp, "r.ready")
-        r = subprocess.Popen(srv + [os.path.join(BIN, "kvroute"), "-l", "tcp://127.0.0.1:*", "--ready-file", rready]
-                             + sum((["--node", e] for e in eps), []),
-                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "r.log"), "w"))
-        procs.append(r)
-        route = wait_file(rready, r, "kvroute")
-        for _ in range(200):
-            out = subprocess.run([os.path.join(BIN, "kvquery"), "-e", route, "info", "cluster"], capture_output=True)
-            if out.returncode == 0 and json.loads(out.stdout)["version"] >= 1:
-                break
-            time.sleep(0.05)
-        else:
-            sys.exit("cluster: no partition table")
-        time.sleep(0.5)  # every node installs it
-        print(f"# preloading {args.keys} keys", file=sys.stderr)
-        subprocess.run(cli + [os.path.join(BIN, "kvbench"), "-e", route, "--direct", "-w", "insert", "-k",
-                              str(args.keys), "-c", "20", "-p", "16", "-d", "600", "--json"], check=True,
-                       stdout=subprocess.DEVNULL)
+        eps, route = start_kv_cluster(srv, tmp, procs, 3, 3)
+        preload(cli, route, args.keys)
         wait_tool = os.path.join(ROOT, "build", "tests", "redis_wait")
         shapes = [(50, 1), (50, 16)]
         res = {}

@@ -61,6 +61,45 @@ def wait_file(path, proc, what, timeout=10):
     sys.exit(f"compare: {what} did not become ready in {timeout} s")
 
 
+def start_kv_cluster(srv, tmp, procs, nodes, routed):
+    """NODES kvnodes (in-memory namespace test, rf=2) and a kvroute over the
+    first ROUTED of them, every process started with the prefix srv and put
+    in procs; returns the nodes' endpoints and the router's, once the router
+    has table version 1 and the nodes have had time to install it."""
+    bindir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
+    eps = []
+    for i in range(nodes):
+        ready = os.path.join(tmp, f"n{i}.ready")
+        p = subprocess.Popen(srv + [os.path.join(bindir, "kvnode"), "-l", "tcp://127.0.0.1:*", "--ns",
+                                    "test,rf=2,memory=8G", "--ready-file", ready],
+                             stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, f"n{i}.log"), "w"))
+        procs.append(p)
+        eps.append(wait_file(ready, p, f"kvnode {i}"))
+    rready = os.path.join(tmp, "r.ready")
+    r = subprocess.Popen(srv + [os.path.join(bindir, "kvroute"), "-l", "tcp://127.0.0.1:*", "--ready-file", rready]
+                         + sum((["--node", e] for e in eps[:routed]), []),
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "r.log"), "w"))
+    procs.append(r)
+    route = wait_file(rready, r, "kvroute")
+    for _ in range(200):
+        out = subprocess.run([os.path.join(bindir, "kvquery"), "-e", route, "info", "cluster"], capture_output=True)
+        if out.returncode == 0 and json.loads(out.stdout)["version"] >= 1:
+            break
+        time.sleep(0.05)
+    else:
+        sys.exit("cluster: no partition table")
+    time.sleep(0.5)  # every node installs it
+    return eps, route
+
+
+def preload(cli, route, keys):
+    """KEYS integer keys with 100-byte values, through the router's map."""
+    bindir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
+    print(f"# preloading {keys} keys", file=sys.stderr)
+    subprocess.run(cli + [os.path.join(bindir, "kvbench"), "-e", route, "--direct", "-w", "insert", "-k", str(keys),
+                          "-c", "20", "-p", "16", "-d", "600", "--json"], check=True, stdout=subprocess.DEVNULL)
+
+
 def bench_args(keys, doc=None):
     """The options every comparison takes; returns them and the taskset
     prefixes for servers (CPU 0) and load generators (CPU 1) with --pin."""
