@@ -1408,8 +1408,9 @@ static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
         }
     }
     if (strcmp(ids, r->lost_ids) != 0) {
-        kv_warn("PARTITIONS WITHOUT A LIVE COPY: more than rf-1 copies of some partitions are down; nodes %s keep "
-                "their places, and their partitions are unavailable until they come back",
+        kv_warn("PARTITIONS WITHOUT A LIVE COPY: more than rf-1 copies of some partitions are down or restarted; "
+                "nodes %s keep their places: a dead one's partitions are unavailable until it comes back, a restarted "
+                "one is resumed",
                 ids);
         snprintf(r->lost_ids, sizeof r->lost_ids, "%s", ids);
     }
