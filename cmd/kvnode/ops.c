@@ -932,6 +932,10 @@ int op_merge(server_t *s, req_t *r)
     }
     if ((old || otomb) && !s_better((uint32_t) gen, (uint64_t) lut, del, ogen, olut, otomb, lww))
         return s_merge_reply(s, false);
+    /* a copy read before a delete this node was sent as a replica (it had
+     * no copy then, so kept no tombstone) comes too late */
+    if (!del && replica_deleted_after(s, r->ns, r->h->digest, (uint64_t) lut))
+        return s_merge_reply(s, false);
     bool serves = cluster_serves(s->cluster, r->h->pid);
     if (del) { /* deletes the older record; with no record there is nothing to do */
         if (!old)

@@ -29,7 +29,21 @@ typedef struct {
     uint64_t sent_ms;
 } slot_t;
 
+/* A delete that came as a replica write (kvnode keeps none for a record
+ * it does not have, and an in-memory namespace keeps no tombstones): a
+ * copy older than it that a migration merges in afterwards, read from the
+ * master before the delete, must not bring the record back. */
+#define GHOSTS (1u << 18)          /* direct-mapped by digest: a collision forgets the older one */
+#define GHOST_MS (3600u * 1000u)   /* longer than any migration pass takes */
+typedef struct {
+    uint8_t digest[KV_DIGEST_SIZE];
+    const kv_ns_t *ns; /* NULL = free */
+    uint64_t lut;
+    uint64_t at_ms;
+} ghost_t;
+
 struct replica {
+    ghost_t *ghosts;       /* GHOSTS, made on first use */
     peer_t peers[KV_NODES_MAX];
     slot_t *ring;          /* REPLICA_INFLIGHT slots, by write number */
     uint64_t next;         /* number of the next write (first is 1) */
@@ -64,6 +78,7 @@ void replica_destroy(replica_t **self_p)
             zmq_close(p->peers[i].sock);
     free(p->ring);
     free(p->keys);
+    free(p->ghosts);
     free(p);
     *self_p = NULL;
 }
@@ -294,6 +309,32 @@ const char *replica_failed(const server_t *s, uint64_t from, uint64_t upto)
 
 /* ---- on a replica ------------------------------------------------------ */
 
+static ghost_t *s_ghost_slot(replica_t *p, const uint8_t *digest)
+{
+    return &p->ghosts[(digest[4] | digest[5] << 8 | (uint32_t) digest[6] << 16) % GHOSTS];
+}
+
+static void s_ghost_add(replica_t *p, const kv_ns_t *ns, const uint8_t *digest, uint64_t lut)
+{
+    if (!p->ghosts && !(p->ghosts = calloc(GHOSTS, sizeof *p->ghosts)))
+        return;
+    ghost_t *g = s_ghost_slot(p, digest);
+    memcpy(g->digest, digest, KV_DIGEST_SIZE);
+    g->ns = ns;
+    g->lut = lut;
+    g->at_ms = kv_mono_ms();
+}
+
+bool replica_deleted_after(server_t *s, const kv_ns_t *ns, const uint8_t *digest, uint64_t lut)
+{
+    replica_t *p = s->replica;
+    if (!p->ghosts)
+        return false;
+    const ghost_t *g = s_ghost_slot(p, digest);
+    return g->ns == ns && memcmp(g->digest, digest, KV_DIGEST_SIZE) == 0 && g->lut >= lut &&
+           kv_mono_ms() < g->at_ms + GHOST_MS;
+}
+
 /* Is img (len bytes) a whole record image of this digest that a put could
  * have stored in ns?  NULL, or why not. */
 static const char *s_bad_image(server_t *s, const kv_ns_t *ns, const uint8_t *digest, const uint8_t *img,
@@ -379,6 +420,7 @@ int op_replica(server_t *s, req_t *r)
         if (old && (old->gen > (uint32_t) gen || (old->gen == (uint32_t) gen && old->lut > (uint64_t) lut)))
             return srv_fail(s, KV_ERR_GENERATION, "this replica holds a copy newer than the delete (generation %u)",
                             old->gen);
+        s_ghost_add(s->replica, r->ns, r->h->digest, (uint64_t) lut);
         if (store_remove(r->ns, r->h->digest, (uint32_t) gen, (uint64_t) lut) < 0)
             return srv_fail(s, r->ns->why_code ? r->ns->why_code : KV_ERR_NS_FULL, "%s", r->ns->why);
         return KV_OK;

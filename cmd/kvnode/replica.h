@@ -52,6 +52,9 @@ long replica_tick(server_t *s, uint64_t now_ms, bool *expired);
 bool replica_done(const server_t *s, uint64_t upto);
 /* Some write numbered from..upto timed out or was refused: why, or NULL. */
 const char *replica_failed(const server_t *s, uint64_t from, uint64_t upto);
+/* Did a replica write delete digest at or after last-update time lut (in
+ * the last hour)?  A merged copy that old must not bring the record back. */
+bool replica_deleted_after(server_t *s, const kv_ns_t *ns, const uint8_t *digest, uint64_t lut);
 /* The REPLICA op, on a replica. */
 int op_replica(server_t *s, req_t *r);
 

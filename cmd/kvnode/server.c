@@ -1026,6 +1026,24 @@ static void s_merge_test(server_t *s)
     assert(s_merge_call(s, 2, 2900, "lww:early", &ap) == KV_OK && !ap);
     assert(s_merge_call(s, 2, 3100, "lww:late", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 2);
     assert(strcmp(val, "late") == 0);
+    /* a delete sent as a replica write while the node had no copy: an
+     * older copy merged afterwards (read before the delete) is not
+     * applied, a later one is */
+    {
+        kv_key_t kb = {.type = KV_KEY_STRING, .bytes = (const uint8_t *) "bob", .len = 3};
+        kv_req_t dr;
+        kv_mp_t drep;
+        assert(s_merge_call(s, 2, 3100, "drop", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 0);
+        kv_req_init(&dr, KV_OP_REPLICA);
+        kv_req_record(&dr, "test", "users", &kb, false);
+        msgpack_packer *dp = kv_req_field(&dr, "del");
+        msgpack_pack_array(dp, 2);
+        msgpack_pack_uint32(dp, 9);
+        msgpack_pack_uint64(dp, 5000);
+        assert(s_call(s, &dr, &drep) == KV_OK);
+        assert(s_merge_call(s, 8, 4900, "stale", &ap) == KV_OK && !ap && s_bob(s, val, sizeof val) == 0);
+        assert(s_merge_call(s, 1, 5100, "anew", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 1);
+    }
     /* its own clock moved past what it merged: its next write is later */
     assert(s->last_lut >= 3100);
     kv_req_t req;

@@ -38,6 +38,7 @@ typedef struct {
     int ns, n;
     uint16_t pids[CHUNK_MAX];
     uint64_t start_ms;
+    bool stale;        /* one of its nodes restarted meanwhile: what it did does not count */
     char *out;         /* what it printed */
     size_t out_len;
 } job_t;
@@ -133,8 +134,12 @@ void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const i
                 f->ns = (uint8_t) ns;
                 f->src = t->nodes[c.master].id;
                 f->dst = t->nodes[c.nodes[k]].id;
-                /* done before, and the member stayed in the target */
-                fill_t *old = m->n_ns == n_ns ? s_find(m->fills, m->n_fills, ns, (uint16_t) p, f->dst) : NULL;
+                /* done under the table just before this one, and the member
+                 * stayed in the target (so it got every write meanwhile);
+                 * after a version this router did not see, all is done again */
+                fill_t *old = m->n_ns == n_ns && t->version == m->t.version + 1
+                                  ? s_find(m->fills, m->n_fills, ns, (uint16_t) p, f->dst)
+                                  : NULL;
                 f->state = old ? old->state : F_TODO;
                 f->retry_ms = old ? old->retry_ms : 0;
             }
@@ -157,6 +162,9 @@ void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const i
 
 void migrate_restarted(migrate_t *m, uint64_t id)
 {
+    for (int i = 0; i < JOBS_MAX; i++)
+        if (m->jobs[i].pid > 0 && (m->jobs[i].src == id || m->jobs[i].dst == id))
+            m->jobs[i].stale = true;
     for (int i = 0; i < m->n_fills; i++)
         if (m->fills[i].dst == id && m->fills[i].state == F_DONE)
             m->fills[i].state = F_TODO;
@@ -255,7 +263,10 @@ static void s_finished(migrate_t *m, job_t *j, int status)
             bytes += by;
         }
     }
-    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !j->stale;
+    if (j->stale)
+        kv_warn("migration (pid %d): a node it copied from or to restarted while it ran: its partitions are done again",
+                (int) j->pid);
     for (int k = 0; k < j->n; k++) {
         fill_t *f = s_find(m->fills, m->n_fills, j->ns, j->pids[k], j->dst);
         if (f && f->state == F_RUNNING) {

@@ -6,9 +6,11 @@
  * done the member holds every write; when every fill of the table is done,
  * kvroute proposes the settled table (kvroute(1) MIGRATIONS).
  *
- * A fill is done for (namespace, partition, member) and stays done across
- * table versions while the member stays in the partition's target and does
- * not restart.  At most per_node processes run with a given node as their
+ * A fill is done for (namespace, partition, member) and stays done into
+ * the next table version while the member stays in the partition's target
+ * and does not restart (a process that ran while its source or member
+ * restarted counts for nothing); after a jump of more than one version,
+ * every fill is done again.  At most per_node processes run with a given node as their
  * source or destination; a failed one is retried after a pause. */
 #ifndef KVROUTE_MIGRATE_H
 #define KVROUTE_MIGRATE_H
