@@ -44,6 +44,17 @@ static uint64_t s_lut(server_t *s)
     return s->last_lut;
 }
 
+/* The last-update time of a write that replaces old (may be NULL): later
+ * than this node's clock and than old's own, which another node's clock
+ * may have given it (a failover to a node whose clock is behind). */
+static uint64_t s_lut_after(server_t *s, const kv_rec_t *old)
+{
+    uint64_t lut = s_lut(s);
+    if (old && lut <= old->lut)
+        lut = s->last_lut = old->lut + 1;
+    return lut;
+}
+
 /* ttl, exists, gen and genpol of a write; checks generation against old. */
 typedef struct {
     int64_t ttl, exists, gen, genpol;
@@ -116,7 +127,7 @@ static int s_build_record(server_t *s, req_t *r, const kv_rec_t *old, const kv_b
     memcpy(rec->digest, r->h->digest, KV_DIGEST_SIZE);
     rec->gen = old ? (old->gen == UINT32_MAX ? 1 : old->gen + 1) : 1;
     rec->void_time = void_time;
-    rec->lut = s_lut(s);
+    rec->lut = s_lut_after(s, old);
     rec->set_len = (uint8_t) r->set_len;
     rec->key_type = (uint8_t) key_type;
     rec->key_len = (uint16_t) key_len;
@@ -153,7 +164,7 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
         free(rec);
         return s_store_fail(s, r);
     }
-    replica_send(s, r->ns, rec, rec->digest, 0, 0);
+    replica_send(s, r->ns, rec, rec->digest, 0, 0, false);
     return KV_OK;
 }
 
@@ -162,10 +173,10 @@ static int s_install_record(server_t *s, req_t *r, kv_rec_t *rec)
 static int s_delete_record(server_t *s, req_t *r, const kv_rec_t *old)
 {
     uint32_t gen = old->gen == UINT32_MAX ? 1 : old->gen + 1;
-    uint64_t lut = s_lut(s);
+    uint64_t lut = s_lut_after(s, old);
     if (store_remove(r->ns, r->h->digest, gen, lut) < 0)
         return s_store_fail(s, r);
-    replica_send(s, r->ns, NULL, r->h->digest, gen, lut);
+    replica_send(s, r->ns, NULL, r->h->digest, gen, lut, false);
     return KV_OK;
 }
 
@@ -423,10 +434,10 @@ int op_touch(server_t *s, req_t *r)
         return rc;
     rec->void_time = s_void_time(r->ns, p.ttl, rec, r->now);
     rec->gen = rec->gen == UINT32_MAX ? 1 : rec->gen + 1;
-    rec->lut = s_lut(s);
+    rec->lut = s_lut_after(s, rec);
     if (store_rewrite(r->ns, rec) != 0)
         return s_store_fail(s, r);
-    replica_send(s, r->ns, rec, rec->digest, 0, 0);
+    replica_send(s, r->ns, rec, rec->digest, 0, 0, false);
     msgpack_pack_map(&s->pk, 2);
     s_pack_meta(&s->pk, rec, r->now);
     return KV_OK;
@@ -856,7 +867,7 @@ int op_scan(server_t *s, req_t *r)
     msgpack_pack_map(&s->pk, raw ? 3 : 2);
     if (raw) { /* a later write of this node's gets a later last-update time */
         kv_mp_pack_cstr(&s->pk, "now");
-        msgpack_pack_uint64(&s->pk, s_lut(s));
+        msgpack_pack_uint64(&s->pk, s->now_ms > s->last_lut ? s->now_ms : s->last_lut);
     }
     kv_mp_pack_cstr(&s->pk, "next");
     if (full) {
@@ -943,7 +954,7 @@ int op_merge(server_t *s, req_t *r)
         if (store_remove(r->ns, r->h->digest, (uint32_t) gen, (uint64_t) lut) < 0)
             return s_store_fail(s, r);
         if (serves)
-            replica_send(s, r->ns, NULL, r->h->digest, (uint32_t) gen, (uint64_t) lut);
+            replica_send(s, r->ns, NULL, r->h->digest, (uint32_t) gen, (uint64_t) lut, lww);
         return s_merge_reply(s, true);
     }
     if (vt && (uint32_t) vt < r->now) /* expired already */
@@ -965,7 +976,7 @@ int op_merge(server_t *s, req_t *r)
         return s_store_fail(s, r);
     }
     if (serves)
-        replica_send(s, r->ns, rec, rec->digest, 0, 0);
+        replica_send(s, r->ns, rec, rec->digest, 0, 0, lww);
     return s_merge_reply(s, true);
 }
 

@@ -157,7 +157,7 @@ static void *s_peer(server_t *s, uint64_t id, const char *endpoint)
 }
 
 void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uint8_t *digest, uint32_t gen,
-                  uint64_t lut)
+                  uint64_t lut, bool lww)
 {
     replica_t *p = s->replica;
     const kv_ptable_t *t = cluster_table(s->cluster);
@@ -171,9 +171,13 @@ void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uin
     msgpack_sbuffer sb;
     msgpack_packer pk;
     kv_mp_begin_message(&sb, &pk);
-    msgpack_pack_map(&pk, 2);
+    msgpack_pack_map(&pk, lww ? 3 : 2);
     kv_mp_pack_cstr(&pk, "ns");
     kv_mp_pack_cstr(&pk, ns->cfg.name);
+    if (lww) {
+        kv_mp_pack_cstr(&pk, "lww");
+        msgpack_pack_true(&pk);
+    }
     if (rec) {
         size_t len = IMAGE_HDR + rec_data_len(rec);
         kv_mp_pack_cstr(&pk, "rec");
@@ -380,6 +384,9 @@ int op_replica(server_t *s, req_t *r)
     kv_rec_t *old = store_get(r->ns, r->h->digest, r->now);
     if (!old && r->ns->read_error)
         return srv_fail(s, KV_ERR_SERVER, "%s", r->ns->why);
+    bool lww = false; /* a master's merge by last writer: the same rule here */
+    if (kv_body_get(r->body, r->len, "lww", &v) == 0 && kv_mp_read_bool(&v, &lww) != 0)
+        return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'lww' must be a boolean");
     if (kv_body_get(r->body, r->len, "rec", &v) == 0) {
         kv_rec_t hdr;
         const char *bad;
@@ -389,7 +396,10 @@ int op_replica(server_t *s, req_t *r)
             return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'rec' is not a record this namespace can hold: %s", bad);
         if (old && old->gen == hdr.gen && old->lut == hdr.lut)
             return KV_OK; /* this very write, again */
-        if (old && (old->gen > hdr.gen || (old->gen == hdr.gen && old->lut > hdr.lut)))
+        if (hdr.lut > s->last_lut) /* this node's later writes come after it */
+            s->last_lut = hdr.lut;
+        if (old && (lww ? old->lut > hdr.lut || (old->lut == hdr.lut && old->gen > hdr.gen)
+                        : old->gen > hdr.gen || (old->gen == hdr.gen && old->lut > hdr.lut)))
             return srv_fail(s, KV_ERR_GENERATION, "this replica holds a newer copy (generation %u, the write's %u)",
                             old->gen, hdr.gen);
         uint32_t data = len - (uint32_t) IMAGE_HDR;
@@ -417,7 +427,10 @@ int op_replica(server_t *s, req_t *r)
             return srv_fail(s, KV_ERR_BAD_REQUEST, "field 'del' must be [generation, last-update time]");
         /* the tombstone's generation is one past the deleted record's: the
          * same order as for records, generation then last-update time */
-        if (old && (old->gen > (uint32_t) gen || (old->gen == (uint32_t) gen && old->lut > (uint64_t) lut)))
+        if ((uint64_t) lut > s->last_lut)
+            s->last_lut = (uint64_t) lut;
+        if (old && (lww ? old->lut > (uint64_t) lut
+                        : old->gen > (uint32_t) gen || (old->gen == (uint32_t) gen && old->lut > (uint64_t) lut)))
             return srv_fail(s, KV_ERR_GENERATION, "this replica holds a copy newer than the delete (generation %u)",
                             old->gen);
         s_ghost_add(s->replica, r->ns, r->h->digest, (uint64_t) lut);

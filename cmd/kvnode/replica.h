@@ -36,11 +36,12 @@ void replica_destroy(replica_t **self_p);
  * if it could not be replicated now. */
 int replica_admit(server_t *s, const kv_ns_t *ns, const uint8_t *digest);
 /* After a write was applied here: send rec (NULL: a delete of digest,
- * whose tombstone has gen and lut) to the partition's replicas, and make
+ * whose tombstone has gen and lut) to the partition's replicas (with lww,
+ * a merge by last writer: the replicas apply it by the same rule), and make
  * the request's reply wait for them (s->repl_seq).  Nothing to do when
  * there is no table or rf is 1. */
 void replica_send(server_t *s, const kv_ns_t *ns, const kv_rec_t *rec, const uint8_t *digest, uint32_t gen,
-                  uint64_t lut);
+                  uint64_t lut, bool lww);
 /* The peer sockets to poll for answers: fills items, returns how many. */
 int replica_poll_items(server_t *s, zmq_pollitem_t *items, int max);
 /* Read the answers waiting on the peer socket of poll item k. */

@@ -1044,6 +1044,25 @@ static void s_merge_test(server_t *s)
         assert(s_merge_call(s, 8, 4900, "stale", &ap) == KV_OK && !ap && s_bob(s, val, sizeof val) == 0);
         assert(s_merge_call(s, 1, 5100, "anew", &ap) == KV_OK && ap && s_bob(s, val, sizeof val) == 1);
     }
+    /* a write replacing a copy stamped by a clock ahead of this node's
+     * (another master's) still gets a later last-update time */
+    {
+        uint64_t ahead = kv_wall_ms() + 3600000;
+        assert(s_merge_call(s, 3, ahead, "ahead", &ap) == KV_OK && ap);
+        uint64_t keep = s->last_lut;
+        s->last_lut = 0; /* as if the copy had come from elsewhere */
+        kv_key_t kb = {.type = KV_KEY_STRING, .bytes = (const uint8_t *) "bob", .len = 3};
+        kv_req_t pr;
+        kv_mp_t prep;
+        kv_req_init(&pr, KV_OP_PUT);
+        kv_req_record(&pr, "test", "users", &kb, false);
+        s_put_str(&pr, "v", "later");
+        assert(s_call(s, &pr, &prep) == KV_OK);
+        uint8_t d[KV_DIGEST_SIZE];
+        assert(kv_digest("users", 5, &kb, d) == 0);
+        assert(store_get(s->ns[0], d, (uint32_t) (kv_wall_ms() / 1000))->lut == ahead + 1);
+        s->last_lut = keep > ahead + 1 ? keep : ahead + 1;
+    }
     /* its own clock moved past what it merged: its next write is later */
     assert(s->last_lut >= 3100);
     kv_req_t req;
