@@ -455,7 +455,7 @@ for i in itertools.count():
     assert_output --partial "kvrepl: no command given"
     run kvrepl frobnicate
     assert_failure 2
-    assert_output --partial "unknown command 'frobnicate' (dump, load, verify or migrate)"
+    assert_output --partial "unknown command 'frobnicate' (dump, load, verify, migrate or ship)"
     run kvrepl dump
     assert_failure 2
     assert_output --partial "dump: --from is required"
