@@ -146,7 +146,8 @@ def main():
           f"{med['lag_p50'] * 1000:.0f} ms, p99 {med['lag_p99'] * 1000:.0f} ms, max {med['lag_max'] * 1000:.0f} ms; "
           f"source writes {med['writes']:.0f}/s; ship {med['read']:.0f} changes read/s, {med['applied']:.0f} "
           f"applied/s, pass {med['pass_secs'] * 1000:.0f} ms; first pass (full copy) {med['copy_rate']:.0f} "
-          f"records/s; clusters after a last pass: {', '.join(r['verify'] for r in rows)}")
+          f"records/s; source clock ahead of the wall clock by {med['drift']:.0f} s at the end; clusters after a "
+          f"last pass: {', '.join(r['verify'] for r in rows)}")
     print(json.dumps({"bench": "ship", "pinned": args.pin, "keys": args.keys, "seconds": args.seconds,
                       "reps": args.reps, "runs": rows}))
 
