@@ -38,7 +38,8 @@
 
 #define RETRY_MS 1000      /* the pause after a failed pass, */
 #define RETRY_MAX_MS 10000 /* doubled after each one up to this */
-#define PENDING_MAX 1000   /* copies read before DST's are asked for */
+#define PENDING_MAX 1000   /* copies read before DST's are asked for, */
+#define PENDING_BYTES (16u << 20) /* or fewer once their merges hold this much */
 
 static volatile sig_atomic_t s_stop; /* the signal that asked ship to stop */
 
@@ -78,6 +79,7 @@ typedef struct {
     msgpack_sbuffer bins;    /* the bins of a record that --bins keeps */
     pending_t *pending;      /* PENDING_MAX copies read, not yet sent */
     int npending;
+    size_t pending_bytes;    /* in their merge requests */
     uint64_t tag;            /* merges sent */
     kr_progress_t pg;
     bool refused;
@@ -150,6 +152,7 @@ static void s_pending_clear(ship_t *sh)
         if (sh->pending[i].has_req)
             kv_req_destroy(&sh->pending[i].req);
     sh->npending = 0;
+    sh->pending_bytes = 0;
 }
 
 /* DST's copy of each waiting copy: its generation and update time into
@@ -269,7 +272,7 @@ static int s_flush(ship_t *sh, char *why, size_t whylen)
 
 /* Take one record or tombstone read from SRC (a record with none of
  * --bins is skipped); send the copies waiting once there are
- * PENDING_MAX.  0, or -1 with why. */
+ * PENDING_MAX, or PENDING_BYTES of them.  0, or -1 with why. */
 static int s_ship(ship_t *sh, const kr_rec_t *rec, char *why, size_t whylen)
 {
     kr_rec_t copy = *rec;
@@ -290,10 +293,11 @@ static int s_ship(ship_t *sh, const kr_rec_t *rec, char *why, size_t whylen)
         sh->pass.tombstones++;
     else {
         s_merge_req(sh, &p->req, &copy);
+        sh->pending_bytes += p->req.body.size;
         sh->pass.records++;
     }
     p->has_req = !rec->del;
-    return sh->npending < PENDING_MAX ? 0 : s_flush(sh, why, whylen);
+    return sh->npending < PENDING_MAX && sh->pending_bytes < PENDING_BYTES ? 0 : s_flush(sh, why, whylen);
 }
 
 /* The lag: seconds since the last completed pass began (every change
