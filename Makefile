@@ -124,6 +124,12 @@ bench-rebalance: deps
 	$(MAKE) all
 	tests/bench/rebalance.py $(BENCH_ARGS)
 
+# the lag of kvrepl ship between two 3-node clusters under an update
+# load (markers written to the source, polled on the destination)
+bench-ship: deps
+	$(MAKE) all
+	tests/bench/ship.py $(BENCH_ARGS)
+
 demo: deps
 	$(MAKE) all
 	examples/demo.sh
@@ -159,4 +165,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test fault demo bench bench-storage bench-cluster bench-rebalance fuzz install uninstall clean
+.PHONY: all deps test fault demo bench bench-storage bench-cluster bench-rebalance bench-ship fuzz install uninstall clean

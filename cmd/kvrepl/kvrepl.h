@@ -9,7 +9,8 @@
  *   endpoint.c what is at an endpoint, and its connections, scans, merges
  *   plist.c    partition lists
  *   progress.c progress lines and the clock of the summaries
- *   dump.c load.c verify.c migrate.c   the subcommands
+ *   cursor.c   ship's cursor file
+ *   dump.c load.c verify.c migrate.c ship.c   the subcommands
  *   main.c     options and the command table */
 #ifndef KVREPL_H
 #define KVREPL_H
@@ -75,6 +76,19 @@ void kr_rec_merge_req(kv_req_t *req, const char *ns, const kr_rec_t *rec, bool d
 void kr_rec_pack(msgpack_packer *pk, const char *ns, size_t ns_len, const kr_rec_t *rec);
 /* Hash of a live record's digest, gen, lut, void and bins (verify). */
 uint64_t kr_rec_hash(const kr_rec_t *rec);
+
+/* A list of bin names (ship --bins). */
+#define KR_BINS_MAX 256
+typedef struct {
+    int n;
+    char name[KR_BINS_MAX][KV_BIN_NAME_MAX + 1];
+} kr_bins_t;
+/* Parse "a,b,c" (names of 1 to 15 bytes, at most KR_BINS_MAX, none
+ * twice).  0, or -1 with why. */
+int kr_bins_parse(kr_bins_t *bl, const char *s, char *why, size_t whylen);
+/* The bins of the record rec (not a tombstone) whose names are in bl, as
+ * one map into sb (cleared first).  How many: 0 if it has none of them. */
+uint32_t kr_rec_keep_bins(const kr_rec_t *rec, const kr_bins_t *bl, msgpack_sbuffer *sb);
 
 void kr_rec_test(bool verbose);
 
@@ -147,6 +161,7 @@ typedef struct {
     bool tombstones;  /* return tombstones too (raw) */
     int timeout_ms;   /* for each page */
     int streams;      /* pages asked for at once, each for its part of the range (1: records in order) */
+    uint64_t since;   /* only what was updated after this last-update time (ms; 0: all) */
 } kr_scan_opts_t;
 
 typedef struct kr_scan kr_scan_t;
@@ -167,6 +182,10 @@ const char *kr_scan_error(const kr_scan_t *s);
 /* A raw scan's "now": the node's clock (ms) when it built the first page;
  * 0 before it came. */
 uint64_t kr_scan_now(const kr_scan_t *s);
+/* The smallest "now" of the raw scan's pages so far: whatever it did not
+ * return was updated at or before it, or later than it (ship's cursor);
+ * 0 before a page came. */
+uint64_t kr_scan_minnow(const kr_scan_t *s);
 /* A raw scan's "now" of the first page that covered partition pid,
  * wholly or in part; 0 if none has yet. */
 uint64_t kr_scan_pnow(const kr_scan_t *s, int pid);
@@ -267,6 +286,18 @@ kr_scan_t *kr_end_scan(kr_end_t *e, const char *ns, const char *set, int pfrom, 
  * router (a page stops at each change of master), a few on a node. */
 int kr_end_streams(const kr_end_t *e);
 
+/* ---- cursor.c -------------------------------------------------------- */
+
+/* ship's cursor file (kvrepl(1), SHIP).  Read it into *ms: 1, 0 if there
+ * is no such file, -1 with why if it cannot be read or is damaged (never
+ * taken for 0). */
+int kr_cursor_read(const char *path, uint64_t *ms, char *why, size_t whylen);
+/* Write ms to path durably: path.tmp written and fsynced, renamed over
+ * path, the directory fsynced.  0, or -1 with why. */
+int kr_cursor_write(const char *path, uint64_t ms, char *why, size_t whylen);
+
+void kr_cursor_test(bool verbose);
+
 /* ---- progress.c ------------------------------------------------------ */
 
 /* Progress on stderr, at most once a second, when it is a terminal. */
@@ -299,6 +330,12 @@ typedef struct {
     int timeout_ms;         /* -t */
     int in_flight;          /* --in-flight */
     int64_t rate;           /* --rate, records per second, 0 = no limit */
+    const char *cursor;     /* --cursor FILE */
+    int interval_ms;        /* --interval */
+    int overlap_ms;         /* --overlap */
+    bool once;              /* --once */
+    kr_bins_t bins;         /* --bins (bins.n 0: every bin) */
+    bool verbose;           /* -v */
     int nargs;              /* the arguments after the command */
     char **args;
 } kr_opts_t;
@@ -309,5 +346,6 @@ int kr_cmd_dump(kr_opts_t *o);
 int kr_cmd_load(kr_opts_t *o);
 int kr_cmd_verify(kr_opts_t *o);
 int kr_cmd_migrate(kr_opts_t *o);
+int kr_cmd_ship(kr_opts_t *o);
 
 #endif

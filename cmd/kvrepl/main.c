@@ -12,12 +12,16 @@
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_IN_FLIGHT 128
+#define DEFAULT_INTERVAL_MS 200
+#define DEFAULT_OVERLAP_MS 1000
 
 /* The options, as bits: which a command takes, which were given. */
 enum {
     O_FROM = 1 << 0, O_TO = 1 << 1, O_NS = 1 << 2, O_SET = 1 << 3, O_PARTS = 1 << 4, O_TOMBS = 1 << 5,
     O_FORMAT = 1 << 6, O_INFLIGHT = 1 << 7, O_REPLICAS = 1 << 8, O_REPAIR = 1 << 9, O_RATE = 1 << 10,
-    O_TIMEOUT = 1 << 11,
+    O_TIMEOUT = 1 << 11, O_CURSOR = 1 << 12, O_INTERVAL = 1 << 13, O_ONCE = 1 << 14, O_OVERLAP = 1 << 15,
+    O_BINS = 1 << 16, O_VERBOSE = 1 << 17,
+    O_LAST = O_VERBOSE,
 };
 
 static const struct {
@@ -27,6 +31,8 @@ static const struct {
     {O_FROM, "--from"},         {O_TO, "--to"},         {O_NS, "--ns"},         {O_SET, "--set"},
     {O_PARTS, "--partitions"},  {O_TOMBS, "--tombstones"}, {O_FORMAT, "--format"}, {O_INFLIGHT, "--in-flight"},
     {O_REPLICAS, "--replicas"}, {O_REPAIR, "--repair"}, {O_RATE, "--rate"},     {O_TIMEOUT, "--timeout"},
+    {O_CURSOR, "--cursor"},     {O_INTERVAL, "--interval"}, {O_ONCE, "--once"}, {O_OVERLAP, "--overlap"},
+    {O_BINS, "--bins"},         {O_VERBOSE, "--verbose"},
 };
 
 /* One row per command: its usage lines, its options, the ones it needs,
@@ -50,6 +56,12 @@ static const struct {
      O_NS | O_PARTS | O_REPAIR | O_REPLICAS | O_TIMEOUT, 0, 0, 2, kr_cmd_verify},
     {"migrate", "kvrepl migrate --from src --to dst --ns ns --partitions list [--rate n] [-t ms]\n",
      O_FROM | O_TO | O_NS | O_PARTS | O_RATE | O_TIMEOUT, O_FROM | O_TO | O_NS | O_PARTS, 0, 0, kr_cmd_migrate},
+    {"ship",
+     "kvrepl ship --from src --to dst [--ns ns] [--set set] [--bins list] --cursor file [--interval ms] [--once] "
+     "[--overlap ms] [--in-flight n] [-v] [-t ms]\n",
+     O_FROM | O_TO | O_NS | O_SET | O_BINS | O_CURSOR | O_INTERVAL | O_ONCE | O_OVERLAP | O_INFLIGHT | O_VERBOSE
+         | O_TIMEOUT,
+     O_FROM | O_TO | O_CURSOR, 0, 0, kr_cmd_ship},
 };
 #define NCMDS ((int) (sizeof s_cmds / sizeof s_cmds[0]))
 
@@ -57,12 +69,18 @@ static const struct {
     int bit;
     const char *text;
 } s_opt_help[] = {
-    {O_FROM, "      --from ENDPOINT    dump: the kvnode or kvroute to read; migrate: the kvnode that\n"
-             "                         masters the partitions (SRC)\n"},
-    {O_TO, "      --to ENDPOINT      load: the kvnode or kvroute to merge into; migrate: the\n"
-           "                         kvnode to fill (DST)\n"},
+    {O_FROM, "      --from ENDPOINT    dump, ship: the kvnode or kvroute to read (ship: SRC); migrate:\n"
+             "                         the kvnode that masters the partitions (SRC)\n"},
+    {O_TO, "      --to ENDPOINT      load, ship: the kvnode or kvroute to merge into (ship: DST);\n"
+           "                         migrate: the kvnode to fill (DST)\n"},
     {O_NS, "      --ns NS            the namespace (default " KR_DEFAULT_NS "; load: the stream's own)\n"},
-    {O_SET, "      --set SET          dump only the records of this set\n"},
+    {O_SET, "      --set SET          only the records of this set (ship: no deletes then)\n"},
+    {O_BINS, "      --bins LIST        ship only these bins, e.g. name,age; records with none are skipped\n"},
+    {O_CURSOR, "      --cursor FILE      ship: where the last completed pass is kept (missing: ship all)\n"},
+    {O_INTERVAL, "      --interval MS      pause between passes (0 to 3600000, default 200)\n"},
+    {O_ONCE, "      --once             one pass, then exit\n"},
+    {O_OVERLAP, "      --overlap MS       ship again what changed this long before a pass began (clock\n"
+                "                         skew between masters; 0 to 3600000, default 1000)\n"},
     {O_PARTS, "      --partitions LIST  partitions, e.g. 0-1023 or 5,7,100-200 (default: all 4096)\n"},
     {O_TOMBS, "      --tombstones       dump the tombstones of deleted records too (binary only)\n"},
     {O_FORMAT, "      --format FORMAT    binary (the default) or jsonl (kvquery export's JSON Lines)\n"},
@@ -71,6 +89,7 @@ static const struct {
     {O_REPAIR, "      --repair           send the newer copy of each record of a differing\n"
                "                         partition to the side that lacks it or holds an older one\n"},
     {O_RATE, "      --rate N           send at most N records a second (default 0: no limit)\n"},
+    {O_VERBOSE, "  -v, --verbose          a line for every pass, even one that shipped nothing\n"},
     {O_TIMEOUT, "  -t, --timeout MS       wait at most MS for each reply (1 to 3600000, default 5000)\n"},
 };
 
@@ -104,7 +123,8 @@ static void s_help(int cmd)
     fputs("  -h, --help             print this help and exit\n", stdout);
     if (cmd < 0)
         fputs("  -V, --version          print the version and exit\n", stdout);
-    fputs("Exit status: 0 success (verify: the same), 1 verify: partitions differ, 2 error.\n"
+    fputs("Exit status: 0 success (verify: the same; ship: stopped by a signal), 1 verify: partitions\n"
+          "differ, 2 error.\n"
           "See kvrepl(1).\n",
           stdout);
 }
@@ -134,7 +154,7 @@ static const char *s_opt_name(int bit)
 static int s_check(int cmd, int given, kr_opts_t *o)
 {
     const char *name = s_cmds[cmd].name;
-    for (int bit = 1; bit <= O_TIMEOUT; bit <<= 1) {
+    for (int bit = 1; bit <= O_LAST; bit <<= 1) {
         if ((given & bit) && !(s_cmds[cmd].opts & bit))
             return s_bad_usage(cmd, "%s: %s does not apply to %s", name, s_opt_name(bit), name);
         if ((s_cmds[cmd].required & bit) && !(given & bit))
@@ -159,10 +179,11 @@ int main(int argc, char **argv)
 {
     kv_progname = "kvrepl";
     argv[0] = (char *) kv_progname; /* getopt names the program from argv[0] */
-    kr_opts_t o = {.timeout_ms = DEFAULT_TIMEOUT_MS, .in_flight = DEFAULT_IN_FLIGHT};
+    kr_opts_t o = {.timeout_ms = DEFAULT_TIMEOUT_MS, .in_flight = DEFAULT_IN_FLIGHT,
+                   .interval_ms = DEFAULT_INTERVAL_MS, .overlap_ms = DEFAULT_OVERLAP_MS};
     kr_plist_all(&o.parts);
     enum { OPT_FROM = 256, OPT_TO, OPT_NS, OPT_SET, OPT_PARTS, OPT_TOMBS, OPT_FORMAT, OPT_INFLIGHT, OPT_REPLICAS,
-           OPT_REPAIR, OPT_RATE };
+           OPT_REPAIR, OPT_RATE, OPT_CURSOR, OPT_INTERVAL, OPT_ONCE, OPT_OVERLAP, OPT_BINS };
     static const struct option longopts[] = {
         {"from", required_argument, NULL, OPT_FROM},       {"to", required_argument, NULL, OPT_TO},
         {"ns", required_argument, NULL, OPT_NS},           {"set", required_argument, NULL, OPT_SET},
@@ -170,6 +191,9 @@ int main(int argc, char **argv)
         {"format", required_argument, NULL, OPT_FORMAT},   {"in-flight", required_argument, NULL, OPT_INFLIGHT},
         {"replicas", required_argument, NULL, OPT_REPLICAS}, {"repair", no_argument, NULL, OPT_REPAIR},
         {"rate", required_argument, NULL, OPT_RATE},       {"timeout", required_argument, NULL, 't'},
+        {"cursor", required_argument, NULL, OPT_CURSOR},   {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"once", no_argument, NULL, OPT_ONCE},             {"overlap", required_argument, NULL, OPT_OVERLAP},
+        {"bins", required_argument, NULL, OPT_BINS},       {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},                  {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -180,7 +204,7 @@ int main(int argc, char **argv)
     /* the command word and its arguments, in order, gathered into argv[1..]
      * (a slot is only reused once getopt has passed it) */
     char **words = argv + 1;
-    while ((c = getopt_long(argc, argv, "+t:hV", longopts, NULL)) != -1 || optind < argc) {
+    while ((c = getopt_long(argc, argv, "+t:vhV", longopts, NULL)) != -1 || optind < argc) {
         if (c == -1) {
             if (strcmp(argv[optind - 1], "--") == 0 && optind > 1)
                 break;
@@ -237,6 +261,27 @@ int main(int argc, char **argv)
             o.timeout_ms = (int) v;
             given |= O_TIMEOUT;
             break;
+        case OPT_CURSOR:
+            if (!*optarg)
+                return s_bad_usage(-1, "--cursor '': expected a file name");
+            o.cursor = optarg;
+            given |= O_CURSOR;
+            break;
+        case OPT_INTERVAL:
+        case OPT_OVERLAP:
+            if (kv_parse_int(optarg, 0, 3600000, &v) != 0)
+                return s_bad_usage(-1, "--%s '%s': expected milliseconds from 0 to 3600000",
+                                   c == OPT_INTERVAL ? "interval" : "overlap", optarg);
+            *(c == OPT_INTERVAL ? &o.interval_ms : &o.overlap_ms) = (int) v;
+            given |= c == OPT_INTERVAL ? O_INTERVAL : O_OVERLAP;
+            break;
+        case OPT_ONCE: o.once = true; given |= O_ONCE; break;
+        case OPT_BINS:
+            if (kr_bins_parse(&o.bins, optarg, why, sizeof why) != 0)
+                return s_bad_usage(-1, "--bins '%s': %s", optarg, why);
+            given |= O_BINS;
+            break;
+        case 'v': o.verbose = true; given |= O_VERBOSE; break;
         case 'h': help = true; break;
         case 'V': printf("kvrepl %s\n", KV_VERSION); return KR_EXIT_OK;
         default: s_usage(stderr, -1); return KR_EXIT_ERROR;
@@ -255,7 +300,7 @@ int main(int argc, char **argv)
     if (used == 0)
         return s_bad_usage(-1, "no command given");
     if (cmd < 0)
-        return s_bad_usage(-1, "unknown command '%s' (dump, load, verify or migrate)", words[0]);
+        return s_bad_usage(-1, "unknown command '%s' (dump, load, verify, migrate or ship)", words[0]);
     o.nargs = used - 1;
     o.args = words + 1;
     int rc = s_check(cmd, given, &o);

@@ -274,6 +274,76 @@ uint64_t kr_rec_hash(const kr_rec_t *rec)
     return kv_get64(out);
 }
 
+int kr_bins_parse(kr_bins_t *bl, const char *s, char *why, size_t whylen)
+{
+    bl->n = 0;
+    for (const char *p = s;; p++) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t) (e - p) : strlen(p);
+        if (len == 0 || len > KV_BIN_NAME_MAX) {
+            snprintf(why, whylen, "'%.*s' is not a bin name (1 to %d bytes)", (int) (len > 40 ? 40 : len), p,
+                     KV_BIN_NAME_MAX);
+            return -1;
+        }
+        for (int i = 0; i < bl->n; i++)
+            if (strlen(bl->name[i]) == len && memcmp(bl->name[i], p, len) == 0) {
+                snprintf(why, whylen, "bin '%.*s' is listed twice", (int) len, p);
+                return -1;
+            }
+        if (bl->n == KR_BINS_MAX) {
+            snprintf(why, whylen, "more than %d bins", KR_BINS_MAX);
+            return -1;
+        }
+        memcpy(bl->name[bl->n], p, len);
+        bl->name[bl->n++][len] = '\0';
+        if (!e)
+            return 0;
+        p = e;
+    }
+}
+
+static bool s_listed(const kr_bins_t *bl, const char *name, uint32_t len)
+{
+    for (int k = 0; k < bl->n; k++)
+        if (strlen(bl->name[k]) == len && memcmp(bl->name[k], name, len) == 0)
+            return true;
+    return false;
+}
+
+uint32_t kr_rec_keep_bins(const kr_rec_t *rec, const kr_bins_t *bl, msgpack_sbuffer *sb)
+{
+    uint32_t kept = 0;
+    msgpack_sbuffer_clear(sb);
+    /* count the listed bins, then pack the map's header and copy them */
+    for (int copy = 0; copy < 2; copy++) {
+        if (copy) {
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, kept);
+        }
+        kv_mp_t v = kv_mp(rec->bins, rec->bins_len);
+        uint32_t n;
+        if (kv_mp_read_map(&v, &n) != 0)
+            return 0; /* can't happen: kr_rec_parse checked the map */
+        for (uint32_t i = 0; i < n; i++) {
+            const uint8_t *start = v.p;
+            const char *name;
+            uint32_t len;
+            if (kv_mp_read_str(&v, &name, &len) != 0 || kv_mp_skip_value(&v) != 0)
+                return 0;
+            if (!s_listed(bl, name, len))
+                continue;
+            if (copy)
+                msgpack_sbuffer_write(sb, (const char *) start, (size_t) (v.p - start));
+            else
+                kept++;
+        }
+        if (!kept)
+            return 0;
+    }
+    return kept;
+}
+
 /* ---- self-test ------------------------------------------------------- */
 
 /* rec's stream map into out; its length. */
@@ -362,4 +432,22 @@ void kr_rec_test(bool verbose)
     kr_rec_merge_req(&req, "other", &r, true);
     assert(req.nfields == 4 && !(req.hdr.flags & KV_F_SENDKEY));
     kv_req_destroy(&req);
+    /* bin lists, and the bins of a record they keep */
+    kr_bins_t bl;
+    assert(kr_bins_parse(&bl, "a,name,b", why, sizeof why) == 0 && bl.n == 3 && strcmp(bl.name[1], "name") == 0);
+    assert(kr_bins_parse(&bl, "a,,b", why, sizeof why) == -1 && strstr(why, "'' is not a bin name"));
+    assert(kr_bins_parse(&bl, "a,b,a", why, sizeof why) == -1 && strstr(why, "listed twice"));
+    assert(kr_bins_parse(&bl, "sixteen-bytes-xx", why, sizeof why) == -1 && strstr(why, "1 to 15 bytes"));
+    assert(kr_bins_parse(&bl, "", why, sizeof why) == -1);
+    static const uint8_t three[] = {0x83, 0xa1, 'a', 0x01, 0xa1, 'b', 0x92, 0x02, 0x03, 0xa1, 'c', 0xc3};
+    q = r;
+    q.bins = three;
+    q.bins_len = sizeof three;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert(kr_bins_parse(&bl, "c,b", why, sizeof why) == 0);
+    static const uint8_t bc[] = {0x82, 0xa1, 'b', 0x92, 0x02, 0x03, 0xa1, 'c', 0xc3};
+    assert(kr_rec_keep_bins(&q, &bl, &sb) == 2 && sb.size == sizeof bc && memcmp(sb.data, bc, sizeof bc) == 0);
+    assert(kr_bins_parse(&bl, "x", why, sizeof why) == 0 && kr_rec_keep_bins(&q, &bl, &sb) == 0);
+    msgpack_sbuffer_destroy(&sb);
 }

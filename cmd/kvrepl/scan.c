@@ -42,6 +42,7 @@ struct kr_scan {
     kv_mp_t it;                    /* its next record */
     uint32_t left;                 /* and how many are left */
     uint64_t now;                  /* "now" of the first page (raw) */
+    uint64_t minnow;               /* the smallest "now" of the pages (raw) */
     uint64_t *pnow;                /* per partition, "now" of the first page that covered it (raw) */
     char error[512];
 };
@@ -56,6 +57,8 @@ static int s_send(kr_scan_t *s, stream_t *t, int pid, const uint8_t *after)
         kv_mp_pack_bool(kv_req_field(&req, "raw"), true);
     if (s->o.any)
         kv_mp_pack_bool(kv_req_field(&req, "any"), true);
+    if (s->o.since)
+        kv_req_int(&req, "since", (int64_t) s->o.since);
     int rc = kv_client_send(s->c, &req);
     kv_req_destroy(&req);
     if (rc != 0) {
@@ -114,6 +117,7 @@ void kr_scan_destroy(kr_scan_t **self_p)
 
 const char *kr_scan_error(const kr_scan_t *s) { return s->error; }
 uint64_t kr_scan_now(const kr_scan_t *s) { return s->now; }
+uint64_t kr_scan_minnow(const kr_scan_t *s) { return s->minnow; }
 uint64_t kr_scan_pnow(const kr_scan_t *s, int pid) { return s->pnow && pid >= 0 && pid < KV_PARTITIONS ? s->pnow[pid] : 0; }
 
 /* Check a page that came for stream t and keep it as t's ready page, its
@@ -141,6 +145,8 @@ static int s_take(kr_scan_t *s, stream_t *t, kv_reply_t *rep)
         }
         if (s->now == 0)
             s->now = (uint64_t) now;
+        if (s->minnow == 0 || (uint64_t) now < s->minnow)
+            s->minnow = (uint64_t) now;
     }
     t->next_pid = -1;
     if (kv_mp_read_nil(&nx) != 0) {

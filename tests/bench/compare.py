@@ -100,12 +100,12 @@ def preload(cli, route, keys):
                           "-c", "20", "-p", "16", "-d", "600", "--json"], check=True, stdout=subprocess.DEVNULL)
 
 
-def bench_args(keys, doc=None):
+def bench_args(keys, doc=None, seconds=5):
     """The options every comparison takes; returns them and the taskset
     prefixes for servers (CPU 0) and load generators (CPU 1) with --pin."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=seconds)
     ap.add_argument("--keys", type=int, default=keys)
     ap.add_argument("--pin", action="store_true")
     args = ap.parse_args()

@@ -354,7 +354,7 @@ d = json.load(sys.stdin); print(d["partitions"][int(sys.argv[1])][1])' "$p")
     assert_success
     [ "${#lines[@]}" -eq 1024 ]
     [ "${lines[0]%% *}" = done ] && [[ ${lines[1023]} =~ ^done\ 1023\ [0-9]+\ [0-9]+$ ]]
-    assert_stderr --regexp "migrate: 1024 of 1024 partitions done, [0-9]+ records sent \([0-9]+ to --to, 1 to --from, 1 dropped from --to\)"
+    assert_stderr --regexp "migrate: 1024 of 1024 partitions done, [0-9]+ records sent \([0-9]+ to --to, 1 to --from, 1 dropped from --to; 0 by passes after the first\)"
     run kvrepl verify "$SRC" "$DST" --partitions 0-1023
     assert_success
     gone test s "$stale" -e "$DST"
@@ -383,20 +383,72 @@ d = json.load(sys.stdin); print(d["partitions"][int(sys.argv[1])][1])' "$p")
     assert_success
 }
 
-@test "migrate names the partition when a node refuses, and stops" {
+@test "migrate names the partition when a node refuses, and stops; the chunks before it are done" {
     start_node -d "$BATS_TEST_TMPDIR/a"
     local SRC=$KV_ENDPOINT
     start_node --ns test,max-bins=1
     local DST=$KV_ENDPOINT
     local k p
-    read -r k p < <(key_in s k 0 1 1 200)
+    # a partition of the second chunk of 256 partitions (the first is done
+    # once passed twice)
+    read -r k p < <(key_in s k 0 1 257 400)
     kvquery -e "$SRC" put test s "$k" v=1 w=2 >/dev/null
+    kvquery -e "$SRC" put test s one v=1 >/dev/null
     run --separate-stderr kvrepl migrate --from "$SRC" --to "$DST" --ns test --partitions "0-$p"
     assert_failure 2
-    [ "${#lines[@]}" -eq "$p" ]
+    [ "${#lines[@]}" -eq 256 ]
     assert_stderr --partial "kvrepl: migrate: partition $p: the merge of"
     assert_stderr --partial "was refused: too many bins"
-    assert_stderr --partial "$p of $((p + 1)) partitions done"
+    assert_stderr --partial "256 of $((p + 1)) partitions done"
+}
+
+# has_records EP: node EP holds records of namespace test.
+has_records() { [ "$(records_on "$1")" -gt 0 ]; }
+
+# migrate_deleting SRC DST: 300 records of partitions 0-255 (one chunk)
+# into SRC, migrated slowly to DST (3 s) while 20 of them are deleted on
+# SRC (after the first pass read them, before it ends); the summary in
+# $BATS_TEST_TMPDIR/m.err.
+migrate_deleting() {
+    python3 -c 'import hashlib, itertools, json
+n = 0
+for i in itertools.count():
+    d = hashlib.blake2b(b"\x01s\x01" + b"k%d" % i, digest_size=20).digest()
+    if (d[0] | d[1] << 8) & 0xFFF < 256:
+        print(json.dumps({"set": "s", "key": "k%d" % i, "bins": {"v": i}}))
+        n += 1
+        if n == 300:
+            break' >"$BATS_TEST_TMPDIR/in.jsonl"
+    kvquery -e "$1" import test <"$BATS_TEST_TMPDIR/in.jsonl"
+    kvrepl migrate --from "$1" --to "$2" --ns test --partitions 0-255 --rate 100 \
+        >"$BATS_TEST_TMPDIR/m.out" 2>"$BATS_TEST_TMPDIR/m.err" 3>&- &
+    local mpid=$! k st=0
+    wait_until 10 has_records "$2"
+    local keys
+    keys=($(head -20 "$BATS_TEST_TMPDIR/in.jsonl" | python3 -c 'import json, sys; print(" ".join(json.loads(l)["key"] for l in sys.stdin))'))
+    for k in "${keys[@]}"; do kvquery -e "$1" delete test s "$k"; done
+    kill -0 "$mpid" || { echo "the migration ended before the deletes: too slow a machine for this test"; false; }
+    wait "$mpid" || st=$?
+    cat "$BATS_TEST_TMPDIR/m.err"
+    [ "$st" -eq 0 ]
+    [ "$(wc -l <"$BATS_TEST_TMPDIR/m.out")" -eq 256 ]
+    for k in "${keys[@]}"; do gone test s "$k" -e "$2"; done
+    run kvrepl verify "$1" "$2"
+    assert_success
+    [ "$(records_on "$2")" = 280 ]
+}
+
+@test "migrate passes a chunk again: records deleted on SRC while it ran are deleted (tombstone) or dropped from DST" {
+    two_nodes
+    # A keeps tombstones: the second pass sends them
+    migrate_deleting "$A" "$B"
+    grep -Eq "records sent \([0-9]+ to --to, 0 to --from, 0 dropped from --to; 20 by passes after the first\)" \
+        "$BATS_TEST_TMPDIR/m.err"
+    # B, in memory, keeps none: the second pass drops the stale copies
+    start_node
+    migrate_deleting "$B" "$KV_ENDPOINT"
+    grep -Eq "records sent \([0-9]+ to --to, 0 to --from, 20 dropped from --to; 20 by passes after the first\)" \
+        "$BATS_TEST_TMPDIR/m.err"
 }
 
 @test "usage errors say what is wrong, exit 2; help matches each command; unreachable endpoints are named" {
@@ -405,7 +457,7 @@ d = json.load(sys.stdin); print(d["partitions"][int(sys.argv[1])][1])' "$p")
     assert_output --partial "kvrepl: no command given"
     run kvrepl frobnicate
     assert_failure 2
-    assert_output --partial "unknown command 'frobnicate' (dump, load, verify or migrate)"
+    assert_output --partial "unknown command 'frobnicate' (dump, load, verify, migrate or ship)"
     run kvrepl dump
     assert_failure 2
     assert_output --partial "dump: --from is required"

@@ -34,6 +34,7 @@ static const struct {
     {"kv_ptable", kv_ptable_test}, {"cluster", cluster_test}, {"kv_cmap", kv_cmap_test},
     {"server", server_test},   {"kvquery_args", kq_args_test}, {"kvbench_hist", hist_test},
     {"kvrepl_rec", kr_rec_test},   {"kvrepl_stream", kr_stream_test}, {"kvrepl_plist", kr_plist_test},
+    {"kvrepl_cursor", kr_cursor_test},
 };
 
 int main(int argc, char **argv)
