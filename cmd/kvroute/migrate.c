@@ -112,7 +112,7 @@ static fill_t *s_find(fill_t *list, int n, int ns, uint16_t pid, uint64_t dst)
     return NULL;
 }
 
-void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const int *rf, int n_ns)
+int migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const int *rf, int n_ns)
 {
     if (n_ns > MIGRATE_NS_MAX)
         n_ns = MIGRATE_NS_MAX;
@@ -120,7 +120,7 @@ void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const i
     fill_t *fills = cap ? calloc((size_t) cap, sizeof *fills) : NULL;
     if (cap && !fills) {
         kv_warn("migrations: out of memory working out the fills of table version %u", t->version);
-        return;
+        return -1;
     }
     for (int ns = 0; ns < n_ns; ns++)
         for (int p = 0; p < KV_PARTITIONS; p++) {
@@ -158,6 +158,7 @@ void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const i
         todo += fills[i].state != F_DONE;
     if (n)
         kv_warn("migrations for table version %u: %d partition fills, %u to do", t->version, n, todo);
+    return 0;
 }
 
 void migrate_restarted(migrate_t *m, uint64_t id)

@@ -42,8 +42,9 @@ migrate_t *migrate_new(const migrate_config_t *cfg);
 /* Stops the running processes (SIGTERM, then waits for them). */
 void migrate_destroy(migrate_t **self_p);
 /* The installed table, and the namespaces with their replication factors:
- * the fills it needs are worked out again. */
-void migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const int *rf, int n_ns);
+ * the fills it needs are worked out again.  0, or -1 (out of memory: the
+ * fills are not known, so nothing may be taken as done). */
+int migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const int *rf, int n_ns);
 /* Node id restarted: its fills are to be done again. */
 void migrate_restarted(migrate_t *m, uint64_t id);
 /* Reap finished processes and start the ones now allowed; up(arg, id)

@@ -1434,8 +1434,8 @@ static void s_migrations(route_t *r)
     if (r->mig_version != r->base.version) {
         char names[MIGRATE_NS_MAX][32];
         int rfs[MIGRATE_NS_MAX], n = s_ns_list(r, names, rfs, NULL);
-        migrate_table(r->mig, &r->base, names, rfs, n);
-        r->mig_version = r->base.version;
+        if (migrate_table(r->mig, &r->base, names, rfs, n) == 0)
+            r->mig_version = r->base.version; /* else tried again at the next tick */
     }
     migrate_tick(r->mig, s_ready, r);
 }
