@@ -32,7 +32,7 @@ struct cluster {
     char dir[1024];       /* "" = nothing on disk */
     uint64_t node_id;
     kv_ptable_t table;    /* installed */
- uint8_t (*rows)[KV_RF_MAX];
+    uint8_t (*rows)[KV_RF_MAX];
     kv_pcopies_t *copies[KV_RF_MAX]; /* per rf, per partition, computed when first asked */
     bool *copies_ok[KV_RF_MAX];
     int self;             /* this node's index in table, or -1 */
