@@ -21,7 +21,7 @@ extern char **environ;
 #define RETRY_MS 1000
 #define OUT_MAX 65536
 
-enum { F_TODO, F_RUNNING, F_DONE };
+enum { F_PENDING, F_RUNNING, F_DONE };
 
 typedef struct {
     uint16_t pid;
@@ -140,7 +140,7 @@ int migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const in
                 fill_t *old = m->n_ns == n_ns && t->version == m->t.version + 1
                                   ? s_find(m->fills, m->n_fills, ns, (uint16_t) p, f->dst)
                                   : NULL;
-                f->state = old ? old->state : F_TODO;
+                f->state = old ? old->state : F_PENDING;
                 f->retry_ms = old ? old->retry_ms : 0;
             }
         }
@@ -153,11 +153,11 @@ int migrate_table(migrate_t *m, const kv_ptable_t *t, char names[][32], const in
         snprintf(m->names[i], sizeof m->names[i], "%s", names[i]);
         m->rf[i] = rf[i];
     }
-    uint32_t todo = 0;
+    uint32_t pending = 0;
     for (int i = 0; i < n; i++)
-        todo += fills[i].state != F_DONE;
+        pending += fills[i].state != F_DONE;
     if (n)
-        kv_warn("migrations for table version %u: %d partition fills, %u to do", t->version, n, todo);
+        kv_warn("migrations for table version %u: %d partition fills, %u to do", t->version, n, pending);
     return 0;
 }
 
@@ -168,7 +168,7 @@ void migrate_restarted(migrate_t *m, uint64_t id)
             m->jobs[i].stale = true;
     for (int i = 0; i < m->n_fills; i++)
         if (m->fills[i].dst == id && m->fills[i].state == F_DONE)
-            m->fills[i].state = F_TODO;
+            m->fills[i].state = F_PENDING;
 }
 
 static const char *s_endpoint(const migrate_t *m, uint64_t id)
@@ -271,7 +271,7 @@ static void s_finished(migrate_t *m, job_t *j, int status)
     for (int k = 0; k < j->n; k++) {
         fill_t *f = s_find(m->fills, m->n_fills, j->ns, j->pids[k], j->dst);
         if (f && f->state == F_RUNNING) {
-            f->state = ok ? F_DONE : F_TODO;
+            f->state = ok ? F_DONE : F_PENDING;
             f->retry_ms = ok ? 0 : kv_mono_ms() + RETRY_MS;
             m->st.done += ok;
         }
@@ -308,7 +308,7 @@ void migrate_tick(migrate_t *m, bool (*up)(void *arg, uint64_t id), void *arg)
     uint64_t now = kv_mono_ms();
     for (int i = 0; i < m->n_fills; i++) {
         fill_t *f = &m->fills[i];
-        if (f->state != F_TODO || f->retry_ms > now || s_busy(m, f->src) >= m->cfg.per_node ||
+        if (f->state != F_PENDING || f->retry_ms > now || s_busy(m, f->src) >= m->cfg.per_node ||
             s_busy(m, f->dst) >= m->cfg.per_node || !up(arg, f->src) || !up(arg, f->dst))
             continue;
         job_t *j = NULL;
@@ -324,7 +324,7 @@ void migrate_tick(migrate_t *m, bool (*up)(void *arg, uint64_t id), void *arg)
         j->ns = f->ns;
         for (int k = i; k < m->n_fills && j->n < m->cfg.chunk; k++) {
             fill_t *g = &m->fills[k];
-            if (g->state == F_TODO && g->retry_ms <= now && g->ns == f->ns && g->src == f->src && g->dst == f->dst)
+            if (g->state == F_PENDING && g->retry_ms <= now && g->ns == f->ns && g->src == f->src && g->dst == f->dst)
                 j->pids[j->n++] = g->pid;
         }
         if (!s_start(m, j)) { /* the whole chunk waits, so a missing kvrepl is one warning a second */

@@ -1390,8 +1390,15 @@ static void s_want(route_t *r, kv_ptable_t *want, bool any_steady)
      * back, and a restarted one is resumed: its copy is the best there is
      * (the others it shares partitions with can only have taken writes
      * that were in doubt while it was away) */
+    /* (the rankings are hashed only when some member holding full data
+     * would stop holding it: not at every tick) */
+    bool demoted = false;
+    for (int i = 0; i < want->n && !demoted; i++) {
+        int at = kv_ptable_find(&r->base, want->nodes[i].id);
+        demoted = !kv_pn_full(want->nodes[i].state) && at >= 0 && kv_pn_full(r->base.nodes[at].state);
+    }
     int rf = s_min_rf(r);
-    if (!r->base.version || s_lost(want, rf) <= s_lost(&r->base, rf)) {
+    if (!r->base.version || !demoted || s_lost(want, rf) <= s_lost(&r->base, rf)) {
         r->lost_ids[0] = '\0';
         return;
     }
