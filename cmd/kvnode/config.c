@@ -4,6 +4,7 @@
 #include "kv_util.h"
 #include <assert.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,20 @@ void config_init(node_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->listen, sizeof cfg->listen, "%s", KVNODE_DEFAULT_ENDPOINT);
+    cfg->sched = SCHED_BATCH;
+}
+
+int config_set_sched(node_config_t *cfg, const char *val, char *why, size_t whylen)
+{
+    if (strcmp(val, "batch") == 0)
+        cfg->sched = SCHED_BATCH;
+    else if (strcmp(val, "normal") == 0)
+        cfg->sched = SCHED_OTHER;
+    else {
+        snprintf(why, whylen, "sched '%.100s' must be batch or normal", val);
+        return -1;
+    }
+    return 0;
 }
 
 void config_ns_defaults(kv_ns_config_t *ns, const char *name)
@@ -242,6 +257,11 @@ int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen)
                 rc = -1;
             } else
                 snprintf(cfg->data, sizeof cfg->data, "%s", val);
+        } else if (strcmp(key, "sched") == 0) {
+            if (config_set_sched(cfg, val, inner, sizeof inner) != 0) {
+                snprintf(why, whylen, "%s:%d: %s", path, lineno, inner);
+                rc = -1;
+            }
         } else if (strcmp(key, "ns") == 0) {
             if (config_add_ns(cfg, val, inner, sizeof inner) != 0) {
                 snprintf(why, whylen, "%s:%d: %s", path, lineno, inner);
@@ -249,7 +269,7 @@ int config_load(node_config_t *cfg, const char *path, char *why, size_t whylen)
             } else
                 snprintf(cfg->origin[cfg->n_ns - 1], sizeof cfg->origin[0], "%.300s:%d", path, lineno);
         } else {
-            snprintf(why, whylen, "%s:%d: unknown option '%s' (options: data, listen, ns)", path, lineno, key);
+            snprintf(why, whylen, "%s:%d: unknown option '%s' (options: data, listen, ns, sched)", path, lineno, key);
             rc = -1;
         }
     }
@@ -310,6 +330,11 @@ void config_test(bool verbose)
     char why[512];
     config_init(&cfg);
     assert(strcmp(cfg.listen, KVNODE_DEFAULT_ENDPOINT) == 0);
+    assert(cfg.sched == SCHED_BATCH);
+    assert(config_set_sched(&cfg, "normal", why, sizeof why) == 0 && cfg.sched == SCHED_OTHER);
+    assert(config_set_sched(&cfg, "Batch", why, sizeof why) == -1 && strstr(why, "must be batch or normal"));
+    assert(cfg.sched == SCHED_OTHER);
+    assert(config_set_sched(&cfg, "batch", why, sizeof why) == 0 && cfg.sched == SCHED_BATCH);
     assert(config_add_ns(&cfg, "test", why, sizeof why) == 0);
     assert(cfg.ns[0].max_record_size == 1 << 20 && cfg.ns[0].default_ttl == 0);
     assert(config_add_ns(&cfg, "cache,default-ttl=1h,memory=64M,max-record-size=128K,max-bins=10", why,

@@ -5,6 +5,7 @@
 #include "server.h"
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -20,9 +21,24 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
+/* Under SCHED_BATCH a woken thread does not preempt the running one.  The
+ * request loop and libzmq's I/O thread hand each message to each other; on
+ * one CPU, with preemption, every hand-off is a context switch, and without
+ * it each thread runs until it waits, taking every message that came
+ * meanwhile (kvnode(1), THREADS). */
+static void s_set_sched(int policy)
+{
+    struct sched_param sp = {0};
+    if (sched_getscheduler(0) == policy)
+        return;
+    if (sched_setscheduler(0, policy, &sp) != 0)
+        kv_warn("cannot set the scheduling policy to %s: %s; kvnode runs under its current policy",
+                policy == SCHED_BATCH ? "batch" : "normal", strerror(errno));
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file]\n");
+    fprintf(out, "usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file] [--sched policy]\n");
 }
 
 static void help(void)
@@ -34,9 +50,12 @@ static void help(void)
            "      --ns SPEC           serve namespace NAME[,key=value...]; repeatable\n"
            "                          keys: default-ttl, max-record-size, memory, max-bins, rf, mode,\n"
            "                          storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk\n"
-           "  -c, --config FILE       read options from FILE (lines: data DIR, listen ENDPOINT, ns SPEC)\n"
+           "  -c, --config FILE       read options from FILE (lines: data DIR, listen ENDPOINT, ns SPEC,\n"
+           "                          sched POLICY)\n"
            "      --join ROUTER       heartbeat to the kvroute at ROUTER, which adds this node\n"
            "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
+           "      --sched POLICY      the threads' scheduling: batch (default: a thread woken by\n"
+           "                          another does not preempt it) or normal\n"
            "  -h, --help              show this help\n"
            "  -V, --version           show the version\n"
            "With no namespace given, kvnode serves one namespace 'test', in DIR if -d is given,\n"
@@ -56,11 +75,12 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"ready-file", required_argument, NULL, 'r'},
         {"join", required_argument, NULL, 'j'},
+        {"sched", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *listen = NULL, *config = NULL, *ready = NULL, *data = NULL, *join = NULL;
+    const char *listen = NULL, *config = NULL, *ready = NULL, *data = NULL, *join = NULL, *sched = NULL;
     const char *specs[argc];
     int nspecs = 0, c;
     while ((c = getopt_long(argc, argv, "hVl:c:d:", longopts, NULL)) != -1) {
@@ -71,6 +91,7 @@ int main(int argc, char **argv)
         case 'c': config = optarg; break;
         case 'r': ready = optarg; break;
         case 'j': join = optarg; break;
+        case 's': sched = optarg; break;
         case 'h': help(); return 0;
         case 'V': printf("kvnode %s\n", KV_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -89,6 +110,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nspecs; i++)
         if (config_add_ns(&cfg, specs[i], why, sizeof why) != 0)
             kv_die(2, "--ns %s: %s", specs[i], why);
+    if (sched && config_set_sched(&cfg, sched, why, sizeof why) != 0)
+        kv_die(2, "--sched: %s", why);
     if (listen)
         snprintf(cfg.listen, sizeof cfg.listen, "%s", listen);
     if (data) {
@@ -119,6 +142,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* before any thread starts: the request loop's, libzmq's I/O thread
+     * and the flushers all inherit it */
+    s_set_sched(cfg.sched);
     server_t *srv = server_new(cfg.ns, cfg.n_ns, cfg.data, why, sizeof why);
     if (!srv)
         kv_die(1, "%s", why);

@@ -19,9 +19,9 @@ keys_of() {
     assert_equal "$(echo "$output" | keys_of)" "namespaces node stats"
 }
 
-@test "info node: id, version, the endpoint served and the uptime" {
+@test "info node: id, version, the endpoint served, the uptime and the threads' policy" {
     run -0 kvquery info node
-    assert_output --regexp '^\{"node":\{"id":"[0-9a-f]{16}","version":"0\.1\.0","endpoint":"'"$KV_ENDPOINT"'","uptime_s":[0-9]+\}\}$'
+    assert_output --regexp '^\{"node":\{"id":"[0-9a-f]{16}","version":"0\.1\.0","endpoint":"'"$KV_ENDPOINT"'","uptime_s":[0-9]+,"sched":"(batch|normal)"\}\}$'
 }
 
 @test "info namespaces lists each namespace with its settings and usage" {

@@ -22,7 +22,7 @@ node_gone() {
 
 @test "kvnode -h prints the usage to stdout, exit 0; -V prints the version" {
     run -0 --separate-stderr kvnode -h
-    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file]'
+    assert_line --index 0 'usage: kvnode [-hV] [-c file] [-d dir] [-l endpoint] [--ns name[,key=value...]] [--join router] [--ready-file file] [--sched policy]'
     assert_output --partial 'keys: default-ttl, max-record-size, memory, max-bins'
     refute_stderr
     run -0 kvnode --help
@@ -169,8 +169,9 @@ EOF
 @test "-c FILE: a bad line names FILE:LINE and the problem, exit 2" {
     local conf="$BATS_TEST_TMPDIR/bad.conf"
     local cases=(
-        $'# ok\n\ncolour red\n|3: unknown option \'colour\' (options: data, listen, ns)'
+        $'# ok\n\ncolour red\n|3: unknown option \'colour\' (options: data, listen, ns, sched)'
         $'listen\n|1: expected \'listen VALUE\''
+        $'sched fifo\n|1: sched \'fifo\' must be batch or normal'
         $'listen a b\n|1: expected \'listen VALUE\''
         $'ns\n|1: expected \'ns VALUE\''
         $'ns a\nns b,ttl=5\n|2: namespace \'b\': unknown namespace key \'ttl\' (keys: default-ttl, max-record-size, memory, max-bins, rf, mode, storage, commit-to-device, flush-ms, write-block, defrag-lwm, disk)'
@@ -184,6 +185,48 @@ EOF
         kvnode_fails 2 -l 'tcp://127.0.0.1:*' -c "$conf"
         assert_stderr "kvnode: $conf:${c#*|}"
     done
+}
+
+# sched_policies PID: the scheduling policy of each of the process's
+# threads (its request loop, libzmq's I/O thread, flushers), one a line,
+# as /proc reports them: 0 normal, 3 batch.
+sched_policies() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        awk '$1 == "policy" { print $3 }' "$t/sched"
+    done
+}
+
+@test "--sched: every thread runs under SCHED_BATCH by default, SCHED_OTHER with normal" {
+    start_node -d "$BATS_TEST_TMPDIR/data"
+    run -0 kvquery info node
+    assert_output --partial '"sched":"batch"'
+    run -0 sched_policies "$NODE_PID"
+    # the loop, libzmq's I/O and reaper threads and the file namespace's flusher
+    [ "${#lines[@]}" -ge 3 ]
+    refute_line --regexp '^[^3]'
+    stop_node
+    start_node --sched normal -d "$BATS_TEST_TMPDIR/data"
+    run -0 kvquery info node
+    assert_output --partial '"sched":"normal"'
+    run -0 sched_policies "$NODE_PID"
+    [ "${#lines[@]}" -ge 3 ]
+    refute_line --regexp '^[^0]'
+}
+
+@test "--sched wins over the file's sched line; a bad policy is a usage error, exit 2" {
+    printf 'sched normal\n' > "$BATS_TEST_TMPDIR/kvnode.conf"
+    start_node -c "$BATS_TEST_TMPDIR/kvnode.conf"
+    run -0 kvquery info node
+    assert_output --partial '"sched":"normal"'
+    stop_node
+    start_node -c "$BATS_TEST_TMPDIR/kvnode.conf" --sched batch
+    run -0 kvquery info node
+    assert_output --partial '"sched":"batch"'
+    kvnode_fails 2 -l 'tcp://127.0.0.1:*' --sched rr
+    assert_stderr "kvnode: --sched: sched 'rr' must be batch or normal"
+    kvnode_fails 2 -l 'tcp://127.0.0.1:*' --sched ''
+    assert_stderr "kvnode: --sched: sched '' must be batch or normal"
 }
 
 @test "-c with a file that does not exist: cannot open, exit 2" {
