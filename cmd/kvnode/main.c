@@ -22,10 +22,12 @@ static void s_on_signal(int sig)
 }
 
 /* Under SCHED_BATCH a woken thread does not preempt the running one.  The
- * request loop and libzmq's I/O thread hand each message to each other; on
- * one CPU, with preemption, every hand-off is a context switch, and without
- * it each thread runs until it waits, taking every message that came
- * meanwhile (kvnode(1), THREADS). */
+ * I/O thread hands each request to the request loop; on one CPU, with
+ * preemption, every request is a context switch, and without it the I/O
+ * thread reads what has come before the loop runs and takes it all.  The
+ * flushers inherit the policy; libzmq's threads are kept to the normal one
+ * (server_bind), so that a reply goes out as soon as the loop hands it
+ * over (kvnode(1), THREADS). */
 static void s_set_sched(int policy)
 {
     struct sched_param sp = {0};
@@ -54,8 +56,8 @@ static void help(void)
            "                          sched POLICY)\n"
            "      --join ROUTER       heartbeat to the kvroute at ROUTER, which adds this node\n"
            "      --ready-file FILE   write the bound endpoint to FILE once serving\n"
-           "      --sched POLICY      the threads' scheduling: batch (default: a thread woken by\n"
-           "                          another does not preempt it) or normal\n"
+           "      --sched POLICY      scheduling of the request loop and flushers: batch (default;\n"
+           "                          woken, they do not preempt the running thread) or normal\n"
            "  -h, --help              show this help\n"
            "  -V, --version           show the version\n"
            "With no namespace given, kvnode serves one namespace 'test', in DIR if -d is given,\n"
@@ -142,8 +144,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* before any thread starts: the request loop's, libzmq's I/O thread
-     * and the flushers all inherit it */
+    /* before any thread starts: the flusher threads inherit it */
     s_set_sched(cfg.sched);
     server_t *srv = server_new(cfg.ns, cfg.n_ns, cfg.data, why, sizeof why);
     if (!srv)

@@ -11,6 +11,7 @@
 #include "kv_util.h"
 #include <assert.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -862,6 +863,10 @@ int server_bind(server_t *s, const char *endpoint, char *why, size_t whylen)
         return -1;
     }
     s->ctx = zmq_ctx_new();
+    /* libzmq's threads run under the normal policy whatever the loop's
+     * (kvnode(1), THREADS): woken with a reply, the I/O thread preempts
+     * the loop and sends it at once */
+    zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
     s->sock = zmq_socket(s->ctx, ZMQ_ROUTER);
     int linger = 1000, hwm = 100000;
     int64_t maxmsg = KV_FRAME_MAX;
