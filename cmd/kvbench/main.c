@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -99,7 +100,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: kvbench [-hV] [-e endpoint] [-n ns] [-w workload[,workload...]] [-c connections] "
                  "[-p in-flight] [-k keys] [-s value-bytes] [-d seconds] [--count n] [--rate ops] "
-                 "[--set set] [--bytes] [--timeout ms] [--progress | --no-progress] [--json] [--direct]\n");
+                 "[--set set] [--bytes] [--timeout ms] [--progress | --no-progress] [--json] [--direct] [--sched policy]\n");
 }
 
 static void help(void)
@@ -125,6 +126,9 @@ static void help(void)
            "      --json               one JSON object per workload on stdout\n"
            "      --direct             the endpoint is a kvroute: send each request straight to its\n"
            "                           partition's master (a socket per node on each connection)\n"
+           "      --sched POLICY       scheduling of the thread that sends and times the requests:\n"
+           "                           batch (default; woken, it does not preempt the running\n"
+           "                           thread) or normal\n"
            "  -h, --help               show this help\n"
            "  -V, --version            show the version\n"
            "See kvbench(1).\n",
@@ -425,7 +429,7 @@ int main(int argc, char **argv)
     b.endpoint = getenv("KV_ENDPOINT") && *getenv("KV_ENDPOINT") ? getenv("KV_ENDPOINT") : DEFAULT_ENDPOINT;
     const char *wl = "read";
     enum { OPT_COUNT = 256, OPT_RATE, OPT_SET, OPT_BYTES, OPT_TIMEOUT, OPT_PROGRESS, OPT_NOPROGRESS, OPT_JSON,
-           OPT_DIRECT };
+           OPT_DIRECT, OPT_SCHED };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, 'e'}, {"namespace", required_argument, NULL, 'n'},
         {"workload", required_argument, NULL, 'w'}, {"connections", required_argument, NULL, 'c'},
@@ -435,10 +439,10 @@ int main(int argc, char **argv)
         {"set", required_argument, NULL, OPT_SET}, {"bytes", no_argument, NULL, OPT_BYTES},
         {"timeout", required_argument, NULL, OPT_TIMEOUT}, {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NOPROGRESS}, {"json", no_argument, NULL, OPT_JSON},
-        {"direct", no_argument, NULL, OPT_DIRECT},
+        {"direct", no_argument, NULL, OPT_DIRECT}, {"sched", required_argument, NULL, OPT_SCHED},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
     };
-    int c;
+    int c, sched = SCHED_BATCH;
     int64_t v;
 #define NUM(flag, lo, hi, dst)                                                                       \
     do {                                                                                             \
@@ -473,6 +477,14 @@ int main(int argc, char **argv)
         case OPT_NOPROGRESS: b.progress = false; b.progress_set = true; break;
         case OPT_JSON: b.json = true; break;
         case OPT_DIRECT: b.direct = true; break;
+        case OPT_SCHED:
+            if (strcmp(optarg, "batch") == 0)
+                sched = SCHED_BATCH;
+            else if (strcmp(optarg, "normal") == 0)
+                sched = SCHED_OTHER;
+            else
+                kv_die(2, "--sched '%s': expected batch or normal", optarg);
+            break;
         case 'h': help(); return 0;
         case 'V': printf("kvbench %s\n", KV_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -541,7 +553,16 @@ int main(int argc, char **argv)
     }
 
     s_prepare(&b);
+    /* as kvnode's loop (kvnode(1), THREADS): woken by libzmq's I/O thread
+     * with a reply, this thread does not preempt it, and then takes every
+     * reply that came meanwhile in one go; the I/O thread stays normal, so
+     * a request goes out as soon as it is handed over */
+    struct sched_param sp = {0};
+    if (sched_getscheduler(0) != sched && sched_setscheduler(0, sched, &sp) != 0)
+        kv_warn("cannot set the scheduling policy to %s: %s; going on under the current one",
+                sched == SCHED_BATCH ? "batch" : "normal", strerror(errno));
     void *ctx = zmq_ctx_new();
+    zmq_ctx_set(ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
     if ((b.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         kv_die(2, "epoll_create1: %s", strerror(errno));
     conn_t *conns = calloc((size_t) b.conns, sizeof *conns);

@@ -17,7 +17,7 @@ typedef struct {
     kv_ns_config_t ns[KV_MAX_NS];
     char origin[KV_MAX_NS][320]; /* where each was given: "--ns SPEC" or "FILE:LINE" */
     int n_ns;
-    int sched;        /* the threads' scheduling policy: SCHED_BATCH or SCHED_OTHER */
+    int sched;        /* the request loop's and flushers' policy: SCHED_BATCH or SCHED_OTHER */
 } node_config_t;
 
 #define KVNODE_DEFAULT_ENDPOINT "tcp://127.0.0.1:7700"

@@ -87,3 +87,34 @@ PY
     run -2 --separate-stderr kvbench --set "$(printf '%064d' 0)"
     assert_stderr --partial 'longer than 63 bytes'
 }
+
+# bench_policies PID: "NAME POLICY" for each thread of a running kvbench
+# (0 normal, 3 batch), sorted; empty until libzmq's I/O thread exists.
+bench_policies() {
+    local t out=""
+    for t in /proc/"$1"/task/*; do
+        out+="$(cat "$t/comm" 2>/dev/null) $(awk '$1 == "policy" { print $3 }' "$t/sched" 2>/dev/null)"$'\n'
+    done
+    [[ "$out" == *ZMQbg/IO/0* ]] || return 1
+    printf '%s' "$out" | LC_ALL=C sort
+}
+
+@test "--sched: the sending thread runs under SCHED_BATCH by default, libzmq's normal; bad values exit 2" {
+    local policy want
+    for policy in default batch normal; do
+        local args=()
+        [ "$policy" = default ] || args=(--sched "$policy")
+        kvbench -w update -k 100 -c 1 -d 20 --rate 100 "${args[@]}" > /dev/null &
+        local pid=$! got="" i
+        for ((i = 0; i < 100; i++)); do # up to 10 s for the threads to start
+            got=$(bench_policies "$pid") && break
+            sleep 0.1
+        done
+        kill "$pid"
+        wait "$pid" || true
+        [ "$policy" = normal ] && want=0 || want=3
+        assert_equal "$got" $'ZMQbg/IO/0 0\nZMQbg/Reaper 0\nkvbench '"$want"
+    done
+    run -2 --separate-stderr kvbench --sched fifo
+    assert_stderr "kvbench: --sched 'fifo': expected batch or normal"
+}
