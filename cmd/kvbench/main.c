@@ -562,7 +562,8 @@ int main(int argc, char **argv)
         kv_warn("cannot set the scheduling policy to %s: %s; going on under the current one",
                 sched == SCHED_BATCH ? "batch" : "normal", strerror(errno));
     void *ctx = zmq_ctx_new();
-    zmq_ctx_set(ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
+    if (sched_getscheduler(0) == SCHED_BATCH) /* else libzmq's threads keep this one's, as in kvnode */
+        zmq_ctx_set(ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
     if ((b.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
         kv_die(2, "epoll_create1: %s", strerror(errno));
     conn_t *conns = calloc((size_t) b.conns, sizeof *conns);

@@ -113,7 +113,7 @@ int main(int argc, char **argv)
         if (config_add_ns(&cfg, specs[i], why, sizeof why) != 0)
             kv_die(2, "--ns %s: %s", specs[i], why);
     if (sched && config_set_sched(&cfg, sched, why, sizeof why) != 0)
-        kv_die(2, "--sched: %s", why);
+        kv_die(2, "--sched '%s': expected batch or normal", sched);
     if (listen)
         snprintf(cfg.listen, sizeof cfg.listen, "%s", listen);
     if (data) {

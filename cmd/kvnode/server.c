@@ -863,10 +863,13 @@ int server_bind(server_t *s, const char *endpoint, char *why, size_t whylen)
         return -1;
     }
     s->ctx = zmq_ctx_new();
-    /* libzmq's threads run under the normal policy whatever the loop's
-     * (kvnode(1), THREADS): woken with a reply, the I/O thread preempts
-     * the loop and sends it at once */
-    zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
+    /* with the loop under SCHED_BATCH, libzmq's threads run under the
+     * normal policy (kvnode(1), THREADS): woken with a reply, the I/O
+     * thread preempts the loop and sends it at once.  Under any other
+     * policy they keep the loop's: libzmq aborts if it cannot set the one
+     * asked for, as leaving SCHED_IDLE unprivileged */
+    if (sched_getscheduler(0) == SCHED_BATCH)
+        zmq_ctx_set(s->ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);
     s->sock = zmq_socket(s->ctx, ZMQ_ROUTER);
     int linger = 1000, hwm = 100000;
     int64_t maxmsg = KV_FRAME_MAX;

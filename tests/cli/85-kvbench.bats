@@ -93,7 +93,7 @@ PY
 bench_policies() {
     local t out=""
     for t in /proc/"$1"/task/*; do
-        out+="$(cat "$t/comm" 2>/dev/null) $(awk '$1 == "policy" { print $3 }' "$t/sched" 2>/dev/null)"$'\n'
+        out+="$(cat "$t/comm" 2>/dev/null) $(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{ print $39 }')"$'\n'
     done
     [[ "$out" == *ZMQbg/IO/0* ]] || return 1
     printf '%s' "$out" | LC_ALL=C sort
