@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +129,29 @@ int kv_write_ready(const char *path, const char *endpoint)
     return 0;
 }
 
+int kv_sched_parse(const char *name)
+{
+    if (strcmp(name, "batch") == 0)
+        return SCHED_BATCH;
+    if (strcmp(name, "normal") == 0)
+        return SCHED_OTHER;
+    return -1;
+}
+
+const char *kv_sched_name(void)
+{
+    int policy = sched_getscheduler(0);
+    return policy == SCHED_BATCH ? "batch" : policy == SCHED_OTHER ? "normal" : "other";
+}
+
+void kv_sched_set(int policy)
+{
+    struct sched_param sp = {0};
+    if (sched_getscheduler(0) != policy && sched_setscheduler(0, policy, &sp) != 0)
+        kv_warn("cannot set the scheduling policy to %s: %s; %s runs under its current policy",
+                policy == SCHED_BATCH ? "batch" : "normal", strerror(errno), kv_progname);
+}
+
 void kv_util_test(bool verbose)
 {
     (void) verbose;
@@ -138,6 +162,8 @@ void kv_util_test(bool verbose)
     assert(kv_parse_int("101", 0, 100, &i) == -1);
     assert(kv_parse_int("4x", 0, 100, &i) == -1);
     assert(kv_parse_int("", 0, 100, &i) == -1);
+    assert(kv_sched_parse("batch") == SCHED_BATCH && kv_sched_parse("normal") == SCHED_OTHER);
+    assert(kv_sched_parse("Batch") == -1 && kv_sched_parse("") == -1 && kv_sched_parse("fifo") == -1);
     assert(kv_parse_int("99999999999999999999", INT64_MIN, INT64_MAX, &i) == -1);
     assert(kv_parse_size("64M", &u) == 0 && u == 64ull << 20);
     assert(kv_parse_size("1g", &u) == 0 && u == 1ull << 30);

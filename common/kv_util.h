@@ -28,6 +28,16 @@ _Noreturn void kv_die(int code, const char *fmt, ...) __attribute__((format(prin
  * never sees it half written (a server's --ready-file).  0, or -1 with errno. */
 int kv_write_ready(const char *path, const char *endpoint);
 
+/* Scheduling policies by name (kvnode(1), THREADS): "batch" is SCHED_BATCH,
+ * "normal" SCHED_OTHER; -1 for any other name. */
+int kv_sched_parse(const char *name);
+/* The calling thread's policy: "batch", "normal", or "other" for any other. */
+const char *kv_sched_name(void);
+/* Put the calling thread under policy (one of kv_sched_parse's); if it
+ * cannot (an unprivileged thread cannot leave SCHED_IDLE), warn and go on
+ * under the current one.  Threads started afterwards inherit it. */
+void kv_sched_set(int policy);
+
 void kv_util_test(bool verbose);
 
 #endif

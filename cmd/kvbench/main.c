@@ -478,11 +478,7 @@ int main(int argc, char **argv)
         case OPT_JSON: b.json = true; break;
         case OPT_DIRECT: b.direct = true; break;
         case OPT_SCHED:
-            if (strcmp(optarg, "batch") == 0)
-                sched = SCHED_BATCH;
-            else if (strcmp(optarg, "normal") == 0)
-                sched = SCHED_OTHER;
-            else
+            if ((sched = kv_sched_parse(optarg)) < 0)
                 kv_die(2, "--sched '%s': expected batch or normal", optarg);
             break;
         case 'h': help(); return 0;
@@ -557,10 +553,7 @@ int main(int argc, char **argv)
      * with a reply, this thread does not preempt it, and then takes every
      * reply that came meanwhile in one go; the I/O thread stays normal, so
      * a request goes out as soon as it is handed over */
-    struct sched_param sp = {0};
-    if (sched_getscheduler(0) != sched && sched_setscheduler(0, sched, &sp) != 0)
-        kv_warn("cannot set the scheduling policy to %s: %s; going on under the current one",
-                sched == SCHED_BATCH ? "batch" : "normal", strerror(errno));
+    kv_sched_set(sched);
     void *ctx = zmq_ctx_new();
     if (sched_getscheduler(0) == SCHED_BATCH) /* else libzmq's threads keep this one's, as in kvnode */
         zmq_ctx_set(ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_OTHER);

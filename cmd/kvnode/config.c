@@ -19,14 +19,12 @@ void config_init(node_config_t *cfg)
 
 int config_set_sched(node_config_t *cfg, const char *val, char *why, size_t whylen)
 {
-    if (strcmp(val, "batch") == 0)
-        cfg->sched = SCHED_BATCH;
-    else if (strcmp(val, "normal") == 0)
-        cfg->sched = SCHED_OTHER;
-    else {
+    int policy = kv_sched_parse(val);
+    if (policy < 0) {
         snprintf(why, whylen, "sched '%.100s' must be batch or normal", val);
         return -1;
     }
+    cfg->sched = policy;
     return 0;
 }
 

@@ -5,7 +5,6 @@
 #include "server.h"
 #include <errno.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -19,23 +18,6 @@ static void s_on_signal(int sig)
 {
     (void) sig;
     s_stop = 1;
-}
-
-/* Under SCHED_BATCH a woken thread does not preempt the running one.  The
- * I/O thread hands each request to the request loop; on one CPU, with
- * preemption, every request is a context switch, and without it the I/O
- * thread reads what has come before the loop runs and takes it all.  The
- * flushers inherit the policy; libzmq's threads are kept to the normal one
- * (server_bind), so that a reply goes out as soon as the loop hands it
- * over (kvnode(1), THREADS). */
-static void s_set_sched(int policy)
-{
-    struct sched_param sp = {0};
-    if (sched_getscheduler(0) == policy)
-        return;
-    if (sched_setscheduler(0, policy, &sp) != 0)
-        kv_warn("cannot set the scheduling policy to %s: %s; kvnode runs under its current policy",
-                policy == SCHED_BATCH ? "batch" : "normal", strerror(errno));
 }
 
 static void usage(FILE *out)
@@ -144,8 +126,14 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* before any thread starts: the flusher threads inherit it */
-    s_set_sched(cfg.sched);
+    /* Under SCHED_BATCH a woken thread does not preempt the running one.  The
+     * I/O thread hands each request to the request loop; on one CPU, with
+     * preemption, every request is a context switch, and without it the I/O
+     * thread reads what has come before the loop runs and takes it all.  The
+     * flushers inherit the policy; libzmq's threads are kept to the normal one
+     * (server_bind), so that a reply goes out as soon as the loop hands it
+     * over (kvnode(1), THREADS).  Set before any thread starts. */
+    kv_sched_set(cfg.sched);
     server_t *srv = server_new(cfg.ns, cfg.n_ns, cfg.data, why, sizeof why);
     if (!srv)
         kv_die(1, "%s", why);

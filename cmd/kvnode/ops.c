@@ -10,7 +10,6 @@
 #include "kv_err.h"
 #include "kv_mp.h"
 #include "kv_util.h"
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1039,7 +1038,6 @@ int op_info(server_t *s, req_t *r)
         char id[17];
         snprintf(id, sizeof id, "%016llx", (unsigned long long) s->node_id);
         kv_mp_pack_cstr(pk, "node");
-        int pol = sched_getscheduler(0);
         msgpack_pack_map(pk, 5);
         kv_mp_pack_cstr(pk, "id");
         kv_mp_pack_cstr(pk, id);
@@ -1050,7 +1048,7 @@ int op_info(server_t *s, req_t *r)
         kv_mp_pack_cstr(pk, "uptime_s");
         msgpack_pack_uint64(pk, (kv_mono_ms() - s->started_ms) / 1000);
         kv_mp_pack_cstr(pk, "sched");
-        kv_mp_pack_cstr(pk, pol == SCHED_BATCH ? "batch" : pol == SCHED_OTHER ? "normal" : "other");
+        kv_mp_pack_cstr(pk, kv_sched_name());
     }
     if (all || IS("namespaces")) {
         kv_mp_pack_cstr(pk, "namespaces");
